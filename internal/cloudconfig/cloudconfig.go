@@ -23,8 +23,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -310,9 +310,9 @@ func fromCloudsYAML(cloud, explicit string) (*Resolved, error) {
 // keyNames maps a setting to its name in one source's vocabulary.
 type keyNames struct {
 	authType, authURL, username, userID, password, userDomain string
-	projectID, projectName, projectDomain                      string
+	projectID, projectName, projectDomain                     string
 	appCredID, appCredName, appCredSecret, token              string
-	endpoint, iface, cacert, insecure                          string
+	endpoint, iface, cacert, insecure                         string
 }
 
 var cloudsKeys = keyNames{
