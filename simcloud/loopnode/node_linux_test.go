@@ -60,13 +60,17 @@ func newBackend(t *testing.T) *loopnode.Backend {
 // att describes volume vol attached to instance inst, whose dev root is
 // <dir>/<inst>/dev.
 func (n *node) att(vol, inst string, sizeGiB int) simcloud.Attachment {
+	return attachment(n.dir, vol, inst, sizeGiB)
+}
+
+func attachment(dir, vol, inst string, sizeGiB int) simcloud.Attachment {
 	return simcloud.Attachment{
 		InstanceID:   inst,
 		InstanceName: "instance-" + inst,
 		VolumeID:     vol,
 		SizeGiB:      sizeGiB,
-		BackingFile:  filepath.Join(n.dir, "volumes", vol+".img"),
-		NodeDevDir:   filepath.Join(n.dir, inst, "dev"),
+		BackingFile:  filepath.Join(dir, "volumes", vol+".img"),
+		NodeDevDir:   filepath.Join(dir, inst, "dev"),
 	}
 }
 
