@@ -37,15 +37,16 @@ type VolumeMount struct {
 	Stacked int
 }
 
-// VolumeMountsIn picks the plugin's mounts out of a mount table: entries
-// whose mountpoint is exactly one valid volume id below mountRoot. When mounts
+// VolumeMountsIn picks the plugin's mounts out of a mount table: whole
+// filesystems (root "/", not bind mounts of a subdirectory) whose mountpoint
+// is exactly one valid volume id below mountRoot. When mounts
 // are stacked at one path, the topmost (last) one is reported.
 func VolumeMountsIn(infos []*mountinfo.Info, mountRoot string) []VolumeMount {
 	mountRoot = filepath.Clean(mountRoot)
 	var out []VolumeMount
 	index := map[string]int{}
 	for _, in := range infos {
-		if filepath.Dir(in.Mountpoint) != mountRoot {
+		if filepath.Dir(in.Mountpoint) != mountRoot || in.Root != "/" {
 			continue
 		}
 		id := filepath.Base(in.Mountpoint)

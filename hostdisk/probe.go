@@ -202,7 +202,7 @@ func ProbeMagic(r io.ReaderAt, size int64) ([]Signature, error) {
 	mdOffsets := []int64{0, 4096}
 	if size >= 128*1024 {
 		mdOffsets = append(mdOffsets,
-			((size>>9)-16)&^7<<9,   // v1.0: 8 KiB from the end, 4 KiB aligned
+			((size>>9)-16)&^7<<9,    // v1.0: 8 KiB from the end, 4 KiB aligned
 			(size&^(65536-1))-65536, // v0.90: last 64 KiB-aligned 64 KiB block
 		)
 	}
