@@ -126,6 +126,9 @@ func (b *Backend) detach(ctx context.Context, a simcloud.Attachment) error {
 		return err
 	}
 	for _, d := range mine {
+		if d.Autoclear {
+			continue // yanked by an earlier detach; freed when its holder lets go
+		}
 		busy, err := release(ctx, d.Path, back, b.releaseTimeout)
 		if err != nil {
 			return err

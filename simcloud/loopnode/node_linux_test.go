@@ -353,16 +353,18 @@ func TestSameVolumeOnTwoInstancesDetachesIndependently(t *testing.T) {
 }
 
 // A detach while the volume is mounted behaves like hot-unplug in a guest:
-// the link goes, I/O through the stale mount fails, the device is freed at
-// unmount, and what was synced before the detach is intact.
+// the link goes, I/O through the stale mount fails, and what was synced
+// before the detach is intact. A re-attach while the stale mount lingers
+// gets a fresh device, as the guest would get a new disk; the yanked one is
+// freed when the stale mount is unmounted.
 func TestDetachWhileMountedModelsHotUnplug(t *testing.T) {
 	n := newNode(t)
 	a := n.att(volume(4), instA, 1)
 	dev := n.attach(a)
 	mkfs(t, loopnode.LinkPath(a))
-	mnt, umount := n.mount(dev)
+	stale, umountStale := n.mount(dev)
 	before := []byte("synced before the unplug\n")
-	if err := writeSynced(filepath.Join(mnt, "before.txt"), before); err != nil {
+	if err := writeSynced(filepath.Join(stale, "before.txt"), before); err != nil {
 		t.Fatal(err)
 	}
 
@@ -372,23 +374,30 @@ func TestDetachWhileMountedModelsHotUnplug(t *testing.T) {
 	if len(devs) != 1 || devs[0].Path != dev || !devs[0].Autoclear || devs[0].Size != 0 {
 		t.Fatalf("after busy detach Devices = %+v, want %s yanked (autoclear, size 0)", devs, dev)
 	}
-	if err := writeSynced(filepath.Join(mnt, "after.txt"), bytes.Repeat([]byte("x"), 1<<16)); err == nil {
+	if err := writeSynced(filepath.Join(stale, "after.txt"), bytes.Repeat([]byte("x"), 1<<16)); err == nil {
 		t.Fatal("writing through the stale mount after detach succeeded; want an I/O error")
 	} else {
 		t.Logf("write after detach failed as on an unplugged disk: %v", err)
 	}
 
-	umount()
-	waitNoDevices(t, n)
-
-	dev = n.attach(a)
-	mnt, umount = n.mount(dev)
+	fresh := n.attach(a)
+	if fresh == dev {
+		t.Fatalf("re-attach reused the yanked device %s", dev)
+	}
+	assertLink(t, a, fresh)
+	mnt, umount := n.mount(fresh)
 	got, err := os.ReadFile(filepath.Join(mnt, "before.txt"))
 	if err != nil || !bytes.Equal(got, before) {
 		t.Fatalf("after re-attach before.txt = %q, %v; want %q", got, err, before)
 	}
 	umount()
 	n.detach(a)
+	if devs := n.devices(); len(devs) != 1 || devs[0].Path != dev {
+		t.Fatalf("after second detach Devices = %+v, want only the yanked %s", devs, dev)
+	}
+
+	umountStale()
+	waitNoDevices(t, n)
 }
 
 // DetachAll frees every device under a directory, busy or not, and reports
