@@ -149,6 +149,9 @@ func (b *Backend) detach(ctx context.Context, a simcloud.Attachment) error {
 // that unmounted everything expects none. By-id links are left alone: they
 // live in node directories DetachAll does not know.
 func DetachAll(ctx context.Context, dir string) (busy []Device, err error) {
+	if dir == "" {
+		return nil, errors.New("detach all loop devices: empty directory would match every loop device on the machine")
+	}
 	devs, err := Devices(dir)
 	if err != nil {
 		return nil, err

@@ -95,6 +95,12 @@ func TestAttachRejectsInvalidBeforeTouchingTheSystem(t *testing.T) {
 	}
 }
 
+func TestDetachAllRefusesEmptyDir(t *testing.T) {
+	if _, err := DetachAll(t.Context(), ""); err == nil {
+		t.Fatal("DetachAll(\"\") = nil error; it must never free every loop device on the machine")
+	}
+}
+
 func TestParseBackingFile(t *testing.T) {
 	tests := []struct {
 		in      string
