@@ -399,6 +399,7 @@ func (v *Volume) to(p Phase, rd *Ready) {
 	case PhaseAttaching:
 		rd.Actions = append(rd.Actions, v.action(ActAttach))
 	case PhaseWaitingDevice:
+		v.st.Device = "" // found again by volume id: device names are not stable
 		rd.Actions = append(rd.Actions, v.action(ActWaitDevice))
 	case PhaseMounting:
 		rd.Actions = append(rd.Actions, v.action(ActMount))
