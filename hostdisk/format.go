@@ -63,7 +63,8 @@ type FormatPlan struct {
 //
 //  1. want must be "" or an allowed filesystem.
 //  2. A device with no signature at all is formatted with want (or
-//     DefaultFSType) — unless it is read-only (ErrReadOnlyDevice).
+//     DefaultFSType) — unless it is read-only, or is to be mounted
+//     read-only (ErrReadOnlyDevice).
 //  3. Any signature that is not a filesystem (partition table, LUKS, LVM2 PV,
 //     md RAID, swap, an unrecognised or ambivalent blkid result, a boot
 //     sector) means never format and never mount: ErrHasSignature.
@@ -188,6 +189,12 @@ type FormatResult struct {
 // The caller must hold the volume's lock: two formats of one device must not
 // race.
 func (h *Host) FormatIfBlank(ctx context.Context, dev, fstype string) (FormatResult, error) {
+	return h.formatIfBlank(ctx, dev, fstype, false)
+}
+
+// formatIfBlank is FormatIfBlank; readOnlyMount treats the device as
+// read-only (a blank device about to be mounted "ro" is not formatted).
+func (h *Host) formatIfBlank(ctx context.Context, dev, fstype string, readOnlyMount bool) (FormatResult, error) {
 	if err := ValidateFSType(fstype); err != nil {
 		return FormatResult{}, err
 	}
@@ -195,7 +202,9 @@ func (h *Host) FormatIfBlank(ctx context.Context, dev, fstype string) (FormatRes
 	if err != nil {
 		return FormatResult{Probe: p}, err
 	}
-	plan, err := PlanFormat(p, fstype)
+	probe := p
+	probe.ReadOnly = p.ReadOnly || readOnlyMount
+	plan, err := PlanFormat(probe, fstype)
 	if err != nil {
 		return FormatResult{Probe: p}, err
 	}

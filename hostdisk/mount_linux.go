@@ -57,7 +57,8 @@ type MountResult struct {
 // the data subdirectory exists. It is idempotent: the same device already
 // mounted there is reported with AlreadyMounted. The device is formatted
 // only when blank (FormatIfBlank / PlanFormat); a device with any other
-// signature is refused, and a failed mount is an ErrMountFailed error —
+// signature is refused, a blank device is not formatted for a read-only
+// mount (ErrReadOnlyDevice), and a failed mount is an ErrMountFailed error —
 // never a reason to format. A corrupted mountpoint is ErrCorruptedMount
 // (unmount it with UnmountEscalate first); a mountpoint holding another
 // device is ErrMountFailed.
@@ -109,7 +110,7 @@ func (h *Host) Mount(ctx context.Context, req MountRequest) (MountResult, error)
 			Detail: "device is already mounted at " + others[0].Mountpoint}
 	}
 
-	fr, err := h.FormatIfBlank(ctx, req.Device, req.FSType)
+	fr, err := h.formatIfBlank(ctx, req.Device, req.FSType, opts.ReadOnly)
 	if err != nil {
 		return res, err
 	}
