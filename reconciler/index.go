@@ -59,7 +59,7 @@ func buildIndex(obs Observation, lv, nova, cinder bool) *index {
 		for i := range obs.Libvirt.Domains {
 			ix.domains = append(ix.domains, &obs.Libvirt.Domains[i])
 		}
-		sortBy(ix.domains, func(d *Domain) string { return strings.ToLower(d.UUID) })
+		sortBy(ix.domains, func(d *Domain) string { return d.UUID })
 		for _, d := range ix.domains {
 			inst := d.InstanceID()
 			ix.domainByInstance[inst] = d

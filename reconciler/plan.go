@@ -482,13 +482,9 @@ func appendMappingFindings(out []candidate, ix *index, pol Policy) []candidate {
 // appendAttachmentFindings walks Cinder attachments of instances that have a
 // domain on this host, for stale attachments (no disk, no Nova mapping).
 func appendAttachmentFindings(out []candidate, ix *index, pol Policy, use usable) []candidate {
-	vols := make([]*Volume, 0, len(ix.volumes))
-	for _, v := range ix.volumes {
-		vols = append(vols, v)
-	}
-	sortBy(vols, func(v *Volume) string { return strings.ToLower(v.ID) })
-	for _, v := range vols {
-		vid := strings.ToLower(v.ID)
+	// Map order is fine: Plan sorts findings and actions by their unique
+	// keys at the end (sorting 20,000 volumes here would dominate the run).
+	for vid, v := range ix.volumes {
 		for _, att := range v.Attachments {
 			inst := strings.ToLower(att.ServerID)
 			if inst == "" || !attachmentLive(att.AttachStatus) {
@@ -533,12 +529,16 @@ func appendAttachmentFindings(out []candidate, ix *index, pol Policy, use usable
 // appendMountFindings finds mounts under the configured bases whose source
 // is gone. A mount that a domain disk still uses is never unmounted.
 func appendMountFindings(out []candidate, ix *index, obs Observation, pol Policy, use usable) []candidate {
-	entries := slices.Clone(obs.Mounts.Entries)
-	sortBy(entries, func(e MountEntry) string { return e.Mountpoint })
-	for _, e := range entries {
-		if !pol.underBase(e.Mountpoint) || e.SourceState != MountSourceGone {
+	stacked := map[string]int{}
+	for _, e := range obs.Mounts.Entries {
+		stacked[e.Mountpoint]++
+	}
+	done := map[string]bool{}
+	for _, e := range obs.Mounts.Entries {
+		if !pol.underBase(e.Mountpoint) || e.SourceState != MountSourceGone || done[e.Mountpoint] {
 			continue
 		}
+		done[e.Mountpoint] = true
 		f := Finding{
 			Key: key(ClassStaleMount, e.Mountpoint), Class: ClassStaleMount, Severity: SeverityWarning, Mountpoint: e.Mountpoint,
 			Detail: fmt.Sprintf("mount %s of %s (%s): source gone (%s)", e.Mountpoint, e.Source, quoteOr(e.FSType, "unknown type"), quoteOr(e.Reason, "no reason given")),
@@ -546,6 +546,8 @@ func appendMountFindings(out []candidate, ix *index, obs Observation, pol Policy
 		c := candidate{f: f}
 		if !use.lv {
 			c.block = "libvirt not observed: cannot tell whether a domain uses the mount"
+		} else if n := stacked[e.Mountpoint]; n > 1 {
+			c.block = fmt.Sprintf("%d mounts are stacked on %s; unmounting would hit the top one", n, e.Mountpoint)
 		} else if user := mountUser(ix, e.Mountpoint); user != "" {
 			c.block = "in use: " + user
 		}

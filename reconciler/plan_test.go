@@ -177,6 +177,19 @@ func TestPlanClasses(t *testing.T) {
 			actions:  []string{"lazy_unmount ready stale_mount//var/lib/nova/mnt/abc"},
 		},
 		{
+			name: "stacked mounts on one mountpoint: one finding, blocked",
+			obs: func() Observation {
+				o := obsOf([]Domain{domain(1)}, []Server{server(1)}, nil)
+				o.Mounts.Entries = []MountEntry{
+					{Mountpoint: "/var/lib/nova/mnt/abc", Source: "nfs1:/export", SourceState: MountSourceGone},
+					{Mountpoint: "/var/lib/nova/mnt/abc", Source: "nfs2:/export", SourceState: MountSourceGone},
+				}
+				return o
+			}(),
+			findings: []string{"stale_mount warning stale_mount//var/lib/nova/mnt/abc"},
+			actions:  []string{"lazy_unmount blocked stale_mount//var/lib/nova/mnt/abc"},
+		},
+		{
 			name: "stale mount still used by a domain disk is blocked",
 			obs: func() Observation {
 				d := domain(1, Disk{Target: "vdb", Serial: vol(1), Source: "/var/lib/nova/mnt/abc/volume-" + vol(1), Live: true, Config: true})
