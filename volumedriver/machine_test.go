@@ -65,8 +65,8 @@ type rep struct {
 	errIs error
 }
 
-func ok(id string) rep   { return rep{op: ReplyMount, id: id, mp: tData} }
-func uok(id string) rep  { return rep{op: ReplyUnmount, id: id} }
+func ok(id string) rep                { return rep{op: ReplyMount, id: id, mp: tData} }
+func uok(id string) rep               { return rep{op: ReplyUnmount, id: id} }
 func mErr(id string, class error) rep { return rep{op: ReplyMount, id: id, errIs: class} }
 func uErr(id string, class error) rep { return rep{op: ReplyUnmount, id: id, errIs: class} }
 
@@ -142,7 +142,9 @@ func TestStepTransitions(t *testing.T) {
 		{"waiting/device found but unwanted detaches", st(PhaseWaitingDevice, func(s *VolumeState) { s.Pending = nil }), DeviceFound{tDev},
 			st(PhaseDetaching, func(s *VolumeState) { s.Releasing = nil }), []Action{act(ActDetach)}, nil, true},
 		{"waiting/device timeout fails mounts and detaches", st(PhaseWaitingDevice), DeviceFailed{errBoom},
-			st(PhaseDetaching, func(s *VolumeState) { s.Releasing, s.Device, s.LastError = nil, "", "volume " + tVol + ": find device: boom" }),
+			st(PhaseDetaching, func(s *VolumeState) {
+				s.Releasing, s.Device, s.LastError = nil, "", "volume "+tVol+": find device: boom"
+			}),
 			[]Action{act(ActDetach)}, []rep{mErr("m1", errBoom)}, true},
 		{"waiting/device timeout keeps a disk recovered users hold", st(PhaseWaitingDevice, func(s *VolumeState) { s.Refs = []string{"old"} }),
 			DeviceFailed{errBoom},

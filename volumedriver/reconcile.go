@@ -82,11 +82,11 @@ const (
 	FindPendingDropped    = "pending-dropped"     // requests in flight at the crash were dropped
 	FindRefsDroppedReboot = "refs-dropped-reboot" // the node rebooted: the old containers are gone
 	FindOtherInstance     = "state-other-instance"
-	FindStaleMount        = "stale-mount"          // device gone, mount broken, or attached elsewhere now
-	FindUnusedMount       = "unused-mount"         // mounted, no container: unmount and detach
-	FindUnrecordedMount   = "unrecorded-mount"     // mounted but not in the state file: kept
-	FindMountVanished     = "mount-vanished"       // containers recorded, mount gone: kept attached
-	FindRolledBack        = "rolled-back"          // an operation was cut short: attachment released
+	FindStaleMount        = "stale-mount"      // device gone, mount broken, or attached elsewhere now
+	FindUnusedMount       = "unused-mount"     // mounted, no container: unmount and detach
+	FindUnrecordedMount   = "unrecorded-mount" // mounted but not in the state file: kept
+	FindMountVanished     = "mount-vanished"   // containers recorded, mount gone: kept attached
+	FindRolledBack        = "rolled-back"      // an operation was cut short: attachment released
 	FindUnrecordedManaged = "unrecorded-attachment"
 	FindUnmanagedIgnored  = "unmanaged-attachment" // attached here, not ours: left alone
 	FindTransitional      = "transitional"         // Cinder mid-change, not ours: left alone
