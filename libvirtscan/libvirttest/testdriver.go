@@ -35,7 +35,7 @@ func TestDriverXML(n, disks int) []byte {
 	b.WriteString("<node>\n")
 	for i := range n {
 		id := TestDriverInstanceID(i)
-		fmt.Fprintf(&b, `<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test'>
+		fmt.Fprintf(&b, `<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
   <name>%s</name>
   <uuid>%s</uuid>
   <metadata>
