@@ -711,6 +711,6 @@ func (s *Sim) attachmentAction(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	s.events.add(Event{Time: now, Kind: EventCinderAttach, VolumeID: a.VolumeID, InstanceID: a.InstanceID,
-		Host: a.HostName, AttachmentID: a.ID, Mode: a.Mode, Device: a.Mountpoint})
+		Host: a.HostName, AttachmentID: a.ID, Mode: "rw", Device: a.Mountpoint})
 	return http.StatusNoContent, nil, nil
 }

@@ -863,7 +863,7 @@ func (m *model) attachmentLocked(c caller, id string) (*attachment, error) {
 func connectionInfo(a *attachment) map[string]any {
 	mode := a.Mode
 	if mode == "null" || mode == "" {
-		mode = "rw"
+		mode = modeOf("", a.Connector)
 	}
 	return map[string]any{
 		"access_mode":        mode,
@@ -899,7 +899,9 @@ func (m *model) attachmentCreateLocked(now time.Time, v *volume, instanceID stri
 	a := m.newAttachmentLocked(now, v, instanceID, attReserved)
 	if connector != nil {
 		a.Connector = connector
-		a.Mode = modeOf(mode, connector)
+		if mode != "" {
+			a.Mode = mode
+		}
 		a.HostName, _ = connector["host"].(string)
 		a.Mountpoint, _ = connector["mountpoint"].(string)
 		a.ConnectionInfo = connectionInfo(a)
@@ -980,7 +982,6 @@ func (m *model) attachmentUpdate(now time.Time, c caller, id string, connector m
 
 func (m *model) attachmentUpdateLocked(now time.Time, a *attachment, connector map[string]any) {
 	a.Connector = connector
-	a.Mode = modeOf("", connector)
 	a.HostName, _ = connector["host"].(string)
 	if mp, ok := connector["mountpoint"].(string); ok {
 		a.Mountpoint = mp
@@ -995,7 +996,8 @@ func (m *model) attachmentUpdateLocked(now time.Time, a *attachment, connector m
 	}
 }
 
-// attachmentComplete is os-complete: attached, volume in-use.
+// attachmentComplete is os-complete: attached, volume in-use. attach_mode
+// stays "null" unless the 3.54 mode was given, as real Cinder shows it.
 func (m *model) attachmentComplete(now time.Time, c caller, id string) (attachment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -1011,9 +1013,6 @@ func (m *model) attachmentComplete(now time.Time, c caller, id string) (attachme
 func (m *model) attachmentCompleteLocked(now time.Time, a *attachment) {
 	t := now
 	a.Status, a.AttachedAt = attAttached, &t
-	if a.Mode == "null" {
-		a.Mode = "rw"
-	}
 	if v, ok := m.volumes[a.VolumeID]; ok {
 		v.Status = volInUse
 		m.touch(v, now)
