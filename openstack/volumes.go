@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
