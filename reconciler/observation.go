@@ -1,6 +1,9 @@
 package reconciler
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Observation is everything one run saw on one compute host. The observe step
 // fills it from libvirt, Nova, Cinder and the host's mount table; Plan only
@@ -214,4 +217,26 @@ func diskIdentity(d Disk) string {
 		return "source:" + d.Source
 	}
 	return "target:" + d.Target
+}
+
+// InvolvedVolumeIDs lists, sorted and lower case, the volume ids the observe
+// step must read from Cinder besides the attachments of this host's
+// instances: every volume a domain disk stands for (matched like Plan does:
+// serial, alias, volume-<uuid> in the source) and every volume Nova maps on
+// a server of this host.
+func InvolvedVolumeIDs(l Libvirt, n Nova) []string {
+	ix := buildIndex(Observation{Libvirt: l, Nova: n}, true, true, false)
+	set := make(map[string]bool, len(ix.disks)+len(ix.mappings))
+	for k := range ix.disks {
+		set[k.vol] = true
+	}
+	for k := range ix.mappings {
+		set[k.vol] = true
+	}
+	out := make([]string, 0, len(set))
+	for v := range set {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -50,6 +50,13 @@ func Plan(obs Observation, mem Memory, pol Policy, now time.Time) Result {
 	if obs.Host == "" {
 		aborts = append(aborts, "host name is empty: cannot tell this host's instances and attachments")
 	}
+	if mem.Host != "" && obs.Host != "" && mem.Host != obs.Host {
+		// A memory file copied from another host would lend its sightings
+		// (and its domain counts) to this one.
+		aborts = append(aborts, fmt.Sprintf("memory file was written on host %s, this is host %s", mem.Host, obs.Host))
+		next = NewMemory()
+		mem = NewMemory()
+	}
 	use, srcAborts := assessSources(obs, mem, pol, &next)
 	aborts = append(aborts, srcAborts...)
 	if len(aborts) > 0 {

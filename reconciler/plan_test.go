@@ -469,7 +469,7 @@ func TestGateSources(t *testing.T) {
 	}
 	prior := func() Memory {
 		m := NewMemory()
-		m.Domains, m.Servers = 1, 1
+		m.Host, m.Domains, m.Servers = testHost, 1, 1
 		m.Sightings[zKey] = Sighting{Class: ClassZombieDisk, FirstSeen: t0.Add(-time.Hour), LastSeen: t0.Add(-10 * time.Minute), Count: 5}
 		m.Sightings["stale_mount//var/lib/nova/mnt/x"] = Sighting{Class: ClassStaleMount, FirstSeen: t0.Add(-time.Hour), LastSeen: t0.Add(-10 * time.Minute), Count: 2}
 		return m
@@ -502,6 +502,7 @@ func TestGateSources(t *testing.T) {
 		{"zero Nova servers while domains carry Nova metadata", func(o *Observation, _ *Policy) { o.Nova.Servers = nil }, "nova: listed no servers on host cmp-1, but 1 libvirt domains carry Nova metadata"},
 		{"empty host name", func(o *Observation, _ *Policy) { o.Host = "" }, "host name is empty"},
 		{"invalid policy", func(_ *Observation, p *Policy) { p.MinSightings = 0 }, "min sightings is 0"},
+		{"memory file from another host", func(o *Observation, _ *Policy) { o.Host = "cmp-9" }, "memory file was written on host cmp-1, this is host cmp-9"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -523,6 +524,22 @@ func TestGateSources(t *testing.T) {
 			}
 			if len(r.Executable()) != 0 || ExitCode(r) != ExitError {
 				t.Errorf("executable %d exit %d", len(r.Executable()), ExitCode(r))
+			}
+			// Findings that need a source that cannot be trusted are not
+			// reported at all (they would be noise, e.g. every volume disk
+			// a "zombie" when Cinder's listing came back empty).
+			if strings.HasPrefix(c.want, "cinder") || strings.HasPrefix(c.want, "libvirt") || strings.HasPrefix(c.want, "nova") {
+				for _, f := range r.Findings {
+					if f.Class == ClassZombieDisk {
+						t.Errorf("zombie reported from an untrusted source: %+v", f)
+					}
+				}
+			}
+			if c.name == "memory file from another host" {
+				if len(r.Memory.Sightings) != 0 || r.Memory.Host != "cmp-9" {
+					t.Errorf("another host's memory carried over: %+v", r.Memory)
+				}
+				return
 			}
 			if !reflect.DeepEqual(r.Memory.Sightings, mem.Sightings) {
 				t.Errorf("sightings changed by an aborted run:\n got %v\nwant %v", r.Memory.Sightings, mem.Sightings)
@@ -650,5 +667,33 @@ func TestMergeDisks(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("MergeDisks:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestInvolvedVolumeIDs(t *testing.T) {
+	o := obsOf([]Domain{domain(2, vdisk("vdb", 3)), domain(1, Disk{Target: "vdc", Alias: "ua-" + vol(1)}, Disk{Target: "vdd", Source: "pool/volume-" + vol(2)})},
+		[]Server{server(1, mapping(4, 0, ""), mapping(1, 0, ""))}, nil)
+	got := InvolvedVolumeIDs(o.Libvirt, o.Nova)
+	want := []string{vol(1), vol(2), vol(3), vol(4)}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestSetOutcome(t *testing.T) {
+	r := Plan(obsOf([]Domain{domain(1, vdisk("vdb", 1))}, []Server{server(1)}, []Volume{volume(1, "available")}), NewMemory(), immediate(), t0)
+	key := r.Actions[0].FindingKey
+	if !r.SetOutcome(key, ActionLibvirtDetach, StatePending, "live detach not acknowledged after 8 × 20s") || r.Actions[0].State != StatePending {
+		t.Fatalf("outcome not recorded: %+v", r.Actions[0])
+	}
+	if r.SetOutcome(key, ActionNovaDetach, StateDone, "") || r.SetOutcome("nope", ActionLibvirtDetach, StateDone, "") {
+		t.Error("recorded an outcome for an action that does not exist")
+	}
+	if ExitCode(r) != ExitFindings {
+		t.Errorf("exit %d", ExitCode(r))
+	}
+	r.SetOutcome(key, ActionLibvirtDetach, StateFailed, "virDomainDetachDeviceFlags: error")
+	if ExitCode(r) != ExitError {
+		t.Errorf("exit after a failed action %d", ExitCode(r))
 	}
 }

@@ -200,6 +200,19 @@ func (r Result) Executable() []Action {
 	return out
 }
 
+// SetOutcome records what the act step did with the action for findingKey:
+// StateDone, StatePending, StateFailed or StatePreconditionFailed, with a
+// reason. It reports whether such an action was found.
+func (r *Result) SetOutcome(findingKey string, kind ActionKind, state ActionState, reason string) bool {
+	for i := range r.Actions {
+		if a := &r.Actions[i]; a.FindingKey == findingKey && a.Kind == kind {
+			a.State, a.Reason = state, reason
+			return true
+		}
+	}
+	return false
+}
+
 // Exit codes of `cinderwarden reconcile`.
 const (
 	ExitClean    = 0 // no findings, every source complete, no action failed
