@@ -166,8 +166,14 @@ func (h *Host) waitUntil(ctx context.Context, done func() bool) error {
 			}
 			return ctx.Err()
 		case ev := <-events:
-			// A directory on the way to by-id appeared: move the watch down.
-			if watched != byID && ev.Has(fsnotify.Create) {
+			switch {
+			case ev.Name == watched && (ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)):
+				// The watched directory itself went away (the kernel drops
+				// its watch): watch the nearest existing ancestor again.
+				_ = w.Remove(watched)
+				watched = h.watchNearest(w, byID, "")
+			case watched != byID && ev.Has(fsnotify.Create):
+				// A directory on the way to by-id appeared: move the watch down.
 				watched = h.watchNearest(w, byID, watched)
 			}
 			continue

@@ -38,6 +38,10 @@ var (
 	ErrBusy = errors.New("target is busy")
 	// ErrUnmountFailed: unmount failed for another reason.
 	ErrUnmountFailed = errors.New("unmount failed")
+	// ErrUnmountTimeout: an umount2 step did not return within
+	// Config.UnmountTimeout (the state is uncertain: the call may still
+	// complete in the kernel). Found next to ErrUnmountFailed or ErrBusy.
+	ErrUnmountTimeout = errors.New("umount2 did not return in time")
 )
 
 // Error is an operation on a device or path that failed. Class is one of the

@@ -3,19 +3,12 @@ package hostdisk
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 )
-
-// ParseMountInfo parses a /proc/<pid>/mountinfo table.
-func ParseMountInfo(r io.Reader) ([]*mountinfo.Info, error) {
-	return mountinfo.GetMountsFromReader(r, nil)
-}
 
 // VolumeMount is one mount this package made: a filesystem mounted directly
 // at <MountRoot>/<volume id>.
@@ -126,18 +119,6 @@ func (h *Host) MountsOfDevice(dev string) ([]*mountinfo.Info, error) {
 		return nil, err
 	}
 	return MountsOfDeviceIn(infos, maj, min), nil
-}
-
-// deviceNumber returns the major:minor of a block device node.
-func deviceNumber(dev string) (int, int, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(dev, &st); err != nil {
-		return 0, 0, &fs.PathError{Op: "stat", Path: dev, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return 0, 0, &fs.PathError{Op: "stat", Path: dev, Err: errors.New("not a block device")}
-	}
-	return int(unix.Major(st.Rdev)), int(unix.Minor(st.Rdev)), nil
 }
 
 // MountState is what a mountpoint path is.

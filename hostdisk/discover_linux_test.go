@@ -104,6 +104,35 @@ func TestWaitForDeviceInotify(t *testing.T) {
 	}
 }
 
+// TestWaitForDeviceByIDRecreated: the watched by-id directory is removed
+// and created again (as a udev restart may do) before the link appears; the
+// watch follows it and the link is still found by inotify, not the 30 s poll.
+func TestWaitForDeviceByIDRecreated(t *testing.T) {
+	node := blockNode(t)
+	h, devRoot, _ := nodeHost(t, Config{FallbackPoll: 30 * time.Second, DeviceTimeout: 10 * time.Second})
+	byID := filepath.Join(devRoot, "disk", "by-id")
+	if err := os.MkdirAll(byID, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	created := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = os.RemoveAll(filepath.Join(devRoot, "disk"))
+		time.Sleep(100 * time.Millisecond)
+		_ = os.MkdirAll(byID, 0o755)
+		time.Sleep(100 * time.Millisecond)
+		_ = os.Symlink(node, filepath.Join(byID, "virtio-"+testVolumeID))
+		created <- time.Now()
+	}()
+	d, err := h.WaitForDevice(context.Background(), testVolumeID)
+	if err != nil || d.Path != node {
+		t.Fatalf("WaitForDevice = %+v, %v", d, err)
+	}
+	if lag := time.Since(<-created); lag > time.Second {
+		t.Errorf("found %v after the link appeared: the watch was lost", lag)
+	}
+}
+
 func TestWaitForDeviceTimeout(t *testing.T) {
 	h, _, _ := nodeHost(t, Config{FallbackPoll: 50 * time.Millisecond, DeviceTimeout: 300 * time.Millisecond})
 	start := time.Now()
