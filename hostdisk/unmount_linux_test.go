@@ -3,9 +3,12 @@ package hostdisk
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/cinderwarden/cinderwarden/internal/testenv"
 	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -143,5 +146,72 @@ func TestVolumeMountsDeviceGone(t *testing.T) {
 	}
 	if vms, _ := h.VolumeMounts(); len(vms) != 0 {
 		t.Errorf("still mounted: %+v", vms)
+	}
+}
+
+// deadFuseMount mounts a FUSE filesystem at mp whose daemon is already gone
+// (the /dev/fuse descriptor is closed right after mount(2)): every access
+// answers ENOTCONN, exactly like a crashed FUSE daemon. It needs no FUSE
+// library, only /dev/fuse.
+func deadFuseMount(t *testing.T, mp string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		if testenv.Required() {
+			t.Fatalf("SUBSTRATE MISSING: /dev/fuse: %v", err)
+		}
+		t.Skipf("SKIPPED, NOT TESTED: no usable /dev/fuse for a real ENOTCONN mountpoint: %v", err)
+	}
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0", f.Fd())
+	if err := unix.Mount("cinderwarden-test", mp, "fuse.cinderwarden-test", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		f.Close()
+		t.Fatalf("mount fuse: %v", err)
+	}
+	f.Close()
+	t.Cleanup(func() { _ = unix.Unmount(mp, unix.MNT_DETACH); _ = os.Remove(mp) })
+}
+
+// TestCorruptedMountpointRealENOTCONN: a mountpoint whose stat fails with
+// ENOTCONN is corrupted — not "not mounted" — for StateOf and VolumeMounts;
+// Mount refuses it; the escalating unmount removes it without hanging.
+func TestCorruptedMountpointRealENOTCONN(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h, _ := realHost(t, Config{})
+	mp, _ := h.Mountpoint(testVolumeID)
+	deadFuseMount(t, mp)
+
+	_, statErr := os.Stat(mp)
+	if !errors.Is(statErr, syscall.ENOTCONN) || !IsCorruptedMnt(statErr) {
+		t.Fatalf("stat = %v, want a corrupted ENOTCONN", statErr)
+	}
+	st, top, err := h.StateOf(mp)
+	if err != nil || st != StateCorrupted || top == nil || top.FSType != "fuse.cinderwarden-test" {
+		t.Fatalf("StateOf = %s, %+v, %v; want corrupted with the fuse entry", st, top, err)
+	}
+	vms, err := h.VolumeMounts()
+	if err != nil || len(vms) != 1 || vms[0].State != StateCorrupted || !vms[0].DeviceGone {
+		t.Fatalf("VolumeMounts = %+v, %v; want one corrupted mount whose device is gone", vms, err)
+	}
+
+	dev := loopDevice(t, 64<<20, nil)
+	if _, err := h.Mount(ctx, MountRequest{VolumeID: testVolumeID, Device: dev}); !errors.Is(err, ErrCorruptedMount) {
+		t.Fatalf("Mount over a corrupted mountpoint: err = %v, want ErrCorruptedMount", err)
+	}
+	if got := blkidValue(t, dev, "TYPE"); got != "" {
+		t.Errorf("device formatted (%s) although the mount was refused", got)
+	}
+
+	u, err := h.Unmount(ctx, testVolumeID, UnmountEscalate)
+	if err != nil || !u.WasCorrupt || u.Method == UnmountedNot || !u.Removed {
+		t.Fatalf("Unmount = %+v, %v", u, err)
+	}
+	t.Logf("corrupted mountpoint unmounted by step %q", u.Method)
+	if st, _, _ := h.StateOf(mp); st != StateNotMounted {
+		t.Errorf("state after unmount = %s", st)
 	}
 }
