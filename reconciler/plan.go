@@ -266,7 +266,7 @@ func detect(ix *index, obs Observation, pol Policy, use usable) []candidate {
 				continue
 			}
 			out = append(out, candidate{f: Finding{
-				Key: key(ClassUnknownDomain, strings.ToLower(d.UUID)), Class: ClassUnknownDomain, Severity: SeverityInfo,
+				Key: key(ClassUnknownDomain, strings.ToLower(d.UUID)), Class: ClassUnknownDomain, Severity: SeverityWarning,
 				Domain: d.UUID, DomainName: d.Name, Instance: inst,
 				Detail: fmt.Sprintf("libvirt domain %s (%s, %s) is not a Nova server on host %s", d.Name, d.UUID, quoteOr(d.State, "unknown state"), obs.Host),
 			}})
@@ -360,7 +360,9 @@ func appendDiskFindings(out []candidate, ix *index, pol Policy, use usable) []ca
 			dk := disk
 			c.f = f
 			c.a = &Action{
-				Kind: ActionLibvirtDetach, Disk: &dk, Config: disk.Config, Live: disk.Live,
+				// An inactive domain has no live definition, whatever the
+				// observer copied into Live.
+				Kind: ActionLibvirtDetach, Disk: &dk, Config: disk.Config, Live: disk.Live && d.Active(),
 				Preconditions: append([]Precondition{
 					{Check: CheckDomainHasDisk, Domain: d.UUID, Volume: k.vol},
 					{Check: CheckVolumeSettled, Volume: k.vol},

@@ -158,7 +158,7 @@ func TestPlanClasses(t *testing.T) {
 		{
 			name:     "domain unknown to Nova is reported only",
 			obs:      obsOf([]Domain{domain(1), domain(2)}, []Server{server(1)}, []Volume{volume(9, "available")}),
-			findings: []string{"unknown_domain info unknown_domain/" + inst(2)},
+			findings: []string{"unknown_domain warning unknown_domain/" + inst(2)},
 		},
 		{
 			name: "stale mount under a base: lazy unmount",
@@ -258,6 +258,19 @@ func TestZombieActionDetails(t *testing.T) {
 	}
 	if !strings.Contains(r.Findings[0].Detail, "two writers") || !strings.Contains(r.Findings[0].Detail, "live only") {
 		t.Errorf("detail %q", r.Findings[0].Detail)
+	}
+}
+
+// TestZombieOnShutoffDomain: an inactive domain is detached from its
+// persistent definition only, even if the observer marked disks live.
+func TestZombieOnShutoffDomain(t *testing.T) {
+	d := domain(1, vdisk("vdb", 1))
+	d.State = "shutoff"
+	s := server(1)
+	s.VMState, s.Status = "stopped", "SHUTOFF"
+	r := Plan(obsOf([]Domain{d}, []Server{s}, []Volume{volume(1, "available")}), NewMemory(), immediate(), t0)
+	if len(r.Actions) != 1 || !r.Actions[0].Config || r.Actions[0].Live || r.Actions[0].State != StateReady {
+		t.Fatalf("actions %+v", r.Actions)
 	}
 }
 
@@ -641,12 +654,14 @@ func TestExitCode(t *testing.T) {
 		want int
 	}{
 		{Result{}, ExitClean},
-		{Result{Findings: []Finding{{Key: "k"}}}, ExitFindings},
-		{Result{Findings: []Finding{{Key: "k", Skipped: "volume detaching"}}}, ExitClean},
+		{Result{Findings: []Finding{{Key: "k", Severity: SeverityWarning}}}, ExitFindings},
+		{Result{Findings: []Finding{{Key: "k", Severity: SeverityWarning, Skipped: "volume detaching"}}}, ExitClean},
+		{Result{Findings: []Finding{{Key: "k", Severity: SeverityInfo}}}, ExitClean},
+		{Result{Findings: []Finding{{Key: "k", Severity: SeverityInfo}, {Key: "j", Severity: SeverityCritical}}}, ExitFindings},
 		{Result{Aborted: true}, ExitError},
-		{Result{Findings: []Finding{{Key: "k"}}, Actions: []Action{{State: StateFailed}}}, ExitError},
-		{Result{Findings: []Finding{{Key: "k"}}, Actions: []Action{{State: StatePreconditionFailed}}}, ExitFindings},
-		{Result{Findings: []Finding{{Key: "k"}}, Actions: []Action{{State: StatePending}}}, ExitFindings},
+		{Result{Findings: []Finding{{Key: "k", Severity: SeverityWarning}}, Actions: []Action{{State: StateFailed}}}, ExitError},
+		{Result{Findings: []Finding{{Key: "k", Severity: SeverityWarning}}, Actions: []Action{{State: StatePreconditionFailed}}}, ExitFindings},
+		{Result{Findings: []Finding{{Key: "k", Severity: SeverityWarning}}, Actions: []Action{{State: StatePending}}}, ExitFindings},
 	}
 	for i, c := range cases {
 		if got := ExitCode(c.r); got != c.want {

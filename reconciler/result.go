@@ -28,7 +28,8 @@ const (
 	// the domain's target. Report only; names are not authoritative.
 	ClassDeviceNameMismatch Class = "device_name_mismatch"
 	// ClassUnknownDomain: a libvirt domain Nova does not place on this
-	// host. Report only.
+	// host (a leftover holding resources, or a migration's other half).
+	// Report only.
 	ClassUnknownDomain Class = "unknown_domain"
 	// ClassStaleMount: a mount under a configured base whose source is
 	// gone. Remedy: lazy unmount.
@@ -215,16 +216,18 @@ func (r *Result) SetOutcome(findingKey string, kind ActionKind, state ActionStat
 
 // Exit codes of `cinderwarden reconcile`.
 const (
-	ExitClean    = 0 // no findings, every source complete, no action failed
-	ExitFindings = 1 // findings reported (acted on or not), no error
+	ExitClean    = 0 // no warning or critical findings, every source complete, no action failed
+	ExitFindings = 1 // warning or critical findings (acted on or not), no error
 	ExitError    = 2 // a source failed or looked empty, the run aborted, or an action failed
 )
 
 // ExitCode maps a Result to the process exit code: errors win over
-// findings, findings over clean. Findings skipped because their item is in
-// transition (an attach in progress, a migrating instance) do not count: they
-// are normal operation. A precondition that no longer holds at act time is
-// not an error either (the discrepancy cleared by itself).
+// findings, findings over clean. Only findings that need attention count:
+// info findings (device-name mismatches, which Nova produces routinely) and
+// findings skipped because their item is in transition (an attach in
+// progress, a migrating instance) are reported but leave the exit code at 0.
+// A precondition that no longer holds at act time is not an error either
+// (the discrepancy cleared by itself).
 func ExitCode(r Result) int {
 	if r.Aborted {
 		return ExitError
@@ -235,7 +238,7 @@ func ExitCode(r Result) int {
 		}
 	}
 	for _, f := range r.Findings {
-		if f.Skipped == "" {
+		if f.Skipped == "" && f.Severity != SeverityInfo {
 			return ExitFindings
 		}
 	}
