@@ -14,7 +14,9 @@ import (
 
 // The node side is Linux-only; elsewhere the package compiles and every
 // operation that needs the kernel reports errors.ErrUnsupported.
-func errNotLinux() error { return fmt.Errorf("hostdisk on %s: %w", runtime.GOOS, errors.ErrUnsupported) }
+func errNotLinux() error {
+	return fmt.Errorf("hostdisk on %s: %w", runtime.GOOS, errors.ErrUnsupported)
+}
 
 func sysMount(string, string, string, MountOptions) error { return errNotLinux() }
 

@@ -1,11 +1,12 @@
 package hostdisk
 
 import (
-	"github.com/moby/sys/mountinfo"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 func parseFixture(t *testing.T, name string) []*mountinfo.Info {

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cinderwarden/cinderwarden/internal/testenv"
-	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cinderwarden/cinderwarden/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // TestUnmountBusy: a file held open keeps the filesystem busy. A normal
