@@ -56,6 +56,7 @@
 // # Output
 //
 // WriteTable and WriteJSON render a Result (stable, sorted). ExitCode maps
-// it to the process exit code: 0 clean, 1 findings (transition skips do not
-// count), 2 error (run aborted or an action failed).
+// it to the process exit code: 0 clean, 1 warning or critical findings (info
+// findings and transition skips do not count), 2 error (run aborted or an
+// action failed).
 package reconciler
