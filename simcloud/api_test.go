@@ -20,6 +20,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/volumeattach"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"github.com/cinderwarden/cinderwarden/simcloud"
@@ -360,6 +361,9 @@ func (r recorder) DetachVolume(_ context.Context, a simcloud.Attachment) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	*r.log = append(*r.log, r.name+" detach "+a.VolumeID+" "+a.InstanceID)
+	if a.BackingFile == "" || a.NodeDevDir == "" || a.InstanceName == "" {
+		return fmt.Errorf("detach of %s without backing file, node dev dir or instance name: %+v", a.VolumeID, a)
+	}
 	return nil
 }
 
@@ -674,5 +678,25 @@ func TestCloudsYAML(t *testing.T) {
 	}
 	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
 		t.Errorf("clouds.yaml mode %v, want 0600", fi.Mode().Perm())
+	}
+	// gophercloud's own clouds.yaml reader can use both clouds.
+	for cloud, wantAdmin := range map[string]bool{simcloud.CloudMember: false, simcloud.CloudAdmin: true} {
+		ao, eo, _, err := clouds.Parse(clouds.WithCloudName(cloud), clouds.WithLocations(p))
+		if err != nil {
+			t.Fatalf("parse %s: %v", cloud, err)
+		}
+		ao.AllowReauth = true
+		pc, err := openstack.AuthenticatedClient(context.Background(), ao)
+		if err != nil {
+			t.Fatalf("%s: authenticate: %v", cloud, err)
+		}
+		cc, err := openstack.NewComputeV2(pc, eo)
+		if err != nil {
+			t.Fatalf("%s: compute endpoint: %v", cloud, err)
+		}
+		_, err = servers.List(cc, servers.ListOpts{AllTenants: true}).AllPages(context.Background())
+		if (err == nil) != wantAdmin {
+			t.Errorf("%s: all_tenants listing: %v (admin %v)", cloud, err, wantAdmin)
+		}
 	}
 }

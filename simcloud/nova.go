@@ -61,7 +61,7 @@ func (s *Sim) startNovaDetach(serverID, volumeID, host, attachmentID string) {
 		if err := sleep(s.ctx, s.clock, s.opts.Latency.Detach); err != nil {
 			return
 		}
-		a, ok := s.model.novaDetachInfo(serverID, volumeID)
+		a, ok := s.detachInfo(serverID, volumeID)
 		if !ok {
 			return
 		}
@@ -80,6 +80,13 @@ func (s *Sim) startNovaDetach(serverID, volumeID, host, attachmentID string) {
 		}
 		s.model.novaDetachDone(s.clock.Now(), serverID, volumeID, true)
 	}()
+}
+
+// detachInfo is what the backends need to detach volumeID from serverID.
+func (s *Sim) detachInfo(serverID, volumeID string) (Attachment, bool) {
+	a, ok := s.model.novaDetachInfo(serverID, volumeID)
+	a.BackingFile = s.BackingFile(volumeID)
+	return a, ok
 }
 
 // backendAttach calls every backend in order; on failure the ones that

@@ -392,7 +392,7 @@ func (s *Sim) SetInstanceStatus(ctx context.Context, instanceID, status string) 
 	}
 	var errs []error
 	for i := len(bdms) - 1; i >= 0; i-- {
-		a, ok := s.model.novaDetachInfo(instanceID, bdms[i].VolumeID)
+		a, ok := s.detachInfo(instanceID, bdms[i].VolumeID)
 		if !ok {
 			continue
 		}
