@@ -255,8 +255,3 @@ func deviceBase(dev string) string {
 	}
 	return path.Base(dev)
 }
-
-// under reports whether p is strictly below dir.
-func under(p, dir string) bool {
-	return strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
-}

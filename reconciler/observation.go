@@ -93,7 +93,8 @@ type Disk struct {
 	Serial string `json:"serial,omitempty"` // Nova sets it to the Cinder volume id
 	Alias  string `json:"alias,omitempty"`  // ua-<volume id> since Nova 2024.1
 	// Source is the file path, block device path or network name
-	// (pool/volume-<id> for RBD, iqn.../lun for iSCSI).
+	// (pool/volume-<id> for RBD, iqn.../lun for iSCSI); a typed rendering
+	// such as libvirtscan's Source.String() ("file:/path") works too.
 	Source string `json:"source,omitempty"`
 	Live   bool   `json:"live,omitempty"`   // present in the live definition
 	Config bool   `json:"config,omitempty"` // present in the persistent definition

@@ -569,11 +569,15 @@ func appendMountFindings(out []candidate, ix *index, obs Observation, pol Policy
 	return out
 }
 
-// mountUser names a domain disk whose source is below mountpoint.
+// mountUser names a domain disk whose source is below mountpoint. It
+// matches the mountpoint anywhere in the source, so a source rendered as
+// "file:/var/lib/nova/mnt/<hash>/volume-<id>" counts as well as a bare path:
+// erring towards "in use" only ever blocks an unmount.
 func mountUser(ix *index, mountpoint string) string {
+	dir := strings.TrimSuffix(mountpoint, "/") + "/"
 	for _, d := range ix.domains {
 		for _, disk := range d.Disks {
-			if under(disk.Source, mountpoint) {
+			if strings.Contains(disk.Source, dir) {
 				return fmt.Sprintf("domain %s disk %s uses %s", d.Name, disk.Target, disk.Source)
 			}
 		}

@@ -72,6 +72,12 @@ func TestCheckPreconditions(t *testing.T) {
 		{"unmount: a domain now uses it", unmount, mountObs, func(o *Observation) {
 			o.Libvirt.Domains[0].Disks = append(o.Libvirt.Domains[0].Disks, Disk{Target: "vdc", Source: "/var/lib/nova/mnt/abc/volume-x"})
 		}, CheckMountUnused},
+		{"unmount: a domain now uses it (typed source)", unmount, mountObs, func(o *Observation) {
+			o.Libvirt.Domains[0].Disks = append(o.Libvirt.Domains[0].Disks, Disk{Target: "vdc", Source: "file:/var/lib/nova/mnt/abc/volume-x"})
+		}, CheckMountUnused},
+		{"unmount: a sibling mount's user does not count", unmount, mountObs, func(o *Observation) {
+			o.Libvirt.Domains[0].Disks = append(o.Libvirt.Domains[0].Disks, Disk{Target: "vdc", Source: "/var/lib/nova/mnt/abcd/volume-x"})
+		}, ""},
 		{"unknown action kind", Action{Kind: "cinder_volume_delete", Preconditions: zombie.Preconditions}, zombieObs, nil, "known_action"},
 		{"action without preconditions", Action{Kind: ActionLibvirtDetach}, zombieObs, nil, "has_preconditions"},
 	}
