@@ -3,6 +3,8 @@ package volumedriver
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Error classes. Every error this package returns for bad input or an
@@ -64,8 +66,10 @@ func displayName(s string) string {
 // OptionError is a rejected create option. Class is one of ErrUnknownOption,
 // ErrInvalidOption or ErrConflictingOptions; errors.Is(err, Class) holds.
 type OptionError struct {
-	Class  error
-	Option string
+	Class error
+	// Option is the offending key (for ErrUnknownOption: the unknown keys,
+	// sorted; for ErrConflictingOptions: the conflicting keys).
+	Option []string
 	Value  string
 	// Reason says why the value is not allowed (or, for an unknown option,
 	// lists the valid ones).
@@ -75,11 +79,18 @@ type OptionError struct {
 func (e *OptionError) Error() string {
 	switch e.Class {
 	case ErrUnknownOption:
-		return fmt.Sprintf("unknown option %q: %s", e.Option, e.Reason)
+		quoted := make([]string, len(e.Option))
+		for i, k := range e.Option {
+			quoted[i] = strconv.Quote(k)
+		}
+		if len(quoted) == 1 {
+			return fmt.Sprintf("unknown option %s: %s", quoted[0], e.Reason)
+		}
+		return fmt.Sprintf("unknown options %s: %s", strings.Join(quoted, ", "), e.Reason)
 	case ErrConflictingOptions:
 		return e.Reason
 	default:
-		return fmt.Sprintf("option %s=%q: %s", e.Option, e.Value, e.Reason)
+		return fmt.Sprintf("option %s=%q: %s", strings.Join(e.Option, ","), displayName(e.Value), e.Reason)
 	}
 }
 

@@ -28,12 +28,14 @@ func ValidateName(name string) error {
 	if !isAlnum(name[0]) {
 		return &NameError{Name: name, Reason: "it must start with a letter or a digit"}
 	}
-	for i, r := range name {
+	pos := 0
+	for _, r := range name {
+		pos++
 		if r < 0x80 && (isAlnum(byte(r)) || r == '_' || r == '.' || r == '-') {
 			continue
 		}
 		return &NameError{Name: name, Reason: fmt.Sprintf(
-			"character %q at position %d is not allowed (allowed: letters, digits, '_', '.', '-')", r, i+1)}
+			"character %q at position %d is not allowed (allowed: letters, digits, '_', '.', '-')", r, pos)}
 	}
 	if len(name) > MaxNameLen {
 		return &NameError{Name: name, Reason: fmt.Sprintf(

@@ -154,13 +154,9 @@ func ParseCreateOptions(opts map[string]string, p OptionPolicy) (CreateOptions, 
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		quoted := make([]string, len(unknown))
-		for i, k := range unknown {
-			quoted[i] = strconv.Quote(k)
-		}
 		return CreateOptions{}, &OptionError{
 			Class:  ErrUnknownOption,
-			Option: strings.Join(unknown, ","),
+			Option: unknown,
 			Reason: "valid options: " + strings.Join(valid, ", "),
 		}
 	}
@@ -179,7 +175,7 @@ func ParseCreateOptions(opts map[string]string, p OptionPolicy) (CreateOptions, 
 	for _, k := range keys {
 		v := opts[k]
 		bad := func(reason string) error {
-			return &OptionError{Class: ErrInvalidOption, Option: k, Value: v, Reason: reason}
+			return &OptionError{Class: ErrInvalidOption, Option: []string{k}, Value: v, Reason: reason}
 		}
 		if v == "" && k != OptDescription {
 			return CreateOptions{}, bad("a value is required")
@@ -226,11 +222,11 @@ func ParseCreateOptions(opts map[string]string, p OptionPolicy) (CreateOptions, 
 		}
 	}
 	if o.Snapshot != "" && o.Source != "" {
-		return CreateOptions{}, &OptionError{Class: ErrConflictingOptions, Option: OptSnapshot + "," + OptSource,
+		return CreateOptions{}, &OptionError{Class: ErrConflictingOptions, Option: []string{OptSnapshot, OptSource},
 			Reason: "options snapshot and source are mutually exclusive: a volume is created from one or the other"}
 	}
 	if force != nil && *force && preempt != nil && !*preempt {
-		return CreateOptions{}, &OptionError{Class: ErrConflictingOptions, Option: OptPreempt + "," + OptPreemptForce,
+		return CreateOptions{}, &OptionError{Class: ErrConflictingOptions, Option: []string{OptPreempt, OptPreemptForce},
 			Reason: "options preempt=" + opts[OptPreempt] + " and preempt_force=" + opts[OptPreemptForce] +
 				" contradict each other: a forced takeover needs preempt enabled"}
 	}

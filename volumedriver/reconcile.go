@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 )
 
 // LiveMount is a filesystem mounted directly under the mount root, as
@@ -27,13 +28,18 @@ type CinderAttachment struct {
 	Device       string // Nova's device name: shown, never trusted
 }
 
-// CinderVolume is what Cinder says about a volume.
+// CinderVolume is what Cinder says about a volume (the wiring converts the
+// openstack package's view into this).
 type CinderVolume struct {
-	ID          string
-	Name        string
-	Status      string // available, in-use, attaching, detaching, reserved, error...
-	Attachments []CinderAttachment
-	Metadata    map[string]string
+	ID               string
+	Name             string
+	Status           string // available, in-use, attaching, detaching, reserved, error...
+	SizeGiB          int
+	VolumeType       string
+	AvailabilityZone string
+	CreatedAt        time.Time
+	Attachments      []CinderAttachment
+	Metadata         map[string]string
 }
 
 // attachmentTo returns the attachment to the given server.
