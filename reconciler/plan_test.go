@@ -712,3 +712,12 @@ func TestSetOutcome(t *testing.T) {
 		t.Errorf("exit after a failed action %d", ExitCode(r))
 	}
 }
+
+// TestPlanZeroValues: nothing filled in is an aborted run, not a panic and
+// not a clean bill of health.
+func TestPlanZeroValues(t *testing.T) {
+	r := Plan(Observation{}, Memory{}, Policy{}, time.Time{})
+	if !r.Aborted || len(r.AbortReasons) < 3 || ExitCode(r) != ExitError || r.Memory.Sightings == nil {
+		t.Fatalf("zero inputs: aborted=%v reasons=%q exit=%d", r.Aborted, r.AbortReasons, ExitCode(r))
+	}
+}
