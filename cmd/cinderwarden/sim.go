@@ -30,7 +30,9 @@ type simConfig struct {
 	verbose        bool
 }
 
-func parseSimFlags(args []string, stderr io.Writer) (simConfig, int, bool) {
+// parseSimFlags parses and validates the flags; euid decides whether the
+// loop backend (root only) is allowed.
+func parseSimFlags(args []string, euid int, stderr io.Writer) (simConfig, int, bool) {
 	var c simConfig
 	fs := flag.NewFlagSet("cinderwarden sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -63,7 +65,7 @@ func parseSimFlags(args []string, stderr io.Writer) (simConfig, int, bool) {
 		fmt.Fprintf(stderr, "cinderwarden sim: unexpected arguments %q\n", fs.Args())
 		return c, 2, false
 	}
-	if err := c.validate(os.Geteuid()); err != nil {
+	if err := c.validate(euid); err != nil {
 		fmt.Fprintf(stderr, "cinderwarden sim: %v\n", err)
 		return c, 2, false
 	}
@@ -99,7 +101,7 @@ func (c simConfig) validate(euid int) error {
 }
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, code, ok := parseSimFlags(args, stderr)
+	cfg, code, ok := parseSimFlags(args, os.Geteuid(), stderr)
 	if !ok {
 		return code
 	}

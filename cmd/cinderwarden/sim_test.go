@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+)
+
+func TestSimFlagValidation(t *testing.T) {
+	cases := []struct {
+		args []string
+		euid int
+		want string // "" = valid, else in stderr
+	}{
+		{[]string{"--backend", "none"}, 1000, ""},
+		{[]string{}, 0, ""},
+		{[]string{}, 1000, "--backend loop needs root"},
+		{[]string{"--backend", "disk"}, 0, `--backend "disk": want loop or none`},
+		{[]string{"--listen", "8080"}, 0, `--listen "8080": want host:port`},
+		{[]string{"--instances", "-2"}, 0, "--instances -2: want 0..1000"},
+		{[]string{"--attach-latency", "-1s"}, 0, "--attach-latency -1s: must not be negative"},
+		{[]string{"--token-lifetime", "0s"}, 0, "--token-lifetime 0s: must be positive"},
+		{[]string{"--attach-latency", "soon"}, 0, "invalid value"},
+		{[]string{"extra"}, 0, `unexpected arguments ["extra"]`},
+	}
+	for _, c := range cases {
+		var errOut bytes.Buffer
+		_, code, ok := parseSimFlags(c.args, c.euid, &errOut)
+		switch {
+		case c.want == "" && !ok:
+			t.Errorf("%v (uid %d): rejected: %s", c.args, c.euid, errOut.String())
+		case c.want != "" && (ok || code != 2 || !strings.Contains(errOut.String(), c.want)):
+			t.Errorf("%v (uid %d): ok=%v code=%d stderr %q, want exit 2 and %q", c.args, c.euid, ok, code, errOut.String(), c.want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestSimServesUntilCancelled(t *testing.T) {
+	dir := t.TempDir()
+	cloudsPath := filepath.Join(dir, "clouds.yaml")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- dispatch(ctx, []string{"sim", "--backend", "none", "--instances", "2", "--state-dir", filepath.Join(dir, "state"),
+			"--clouds-yaml", cloudsPath, "--attach-latency", "10ms"}, &out, &errOut)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for delay := 5 * time.Millisecond; !strings.Contains(out.String(), "\nready\n"); delay = min(delay*2, 200*time.Millisecond) {
+		select {
+		case code := <-done:
+			t.Fatalf("sim exited early with %d: %s %s", code, out.String(), errOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sim not ready after 10 s: %s %s", out.String(), errOut.String())
+		}
+		time.Sleep(delay)
+	}
+	text := out.String()
+	if n := strings.Count(text, "instance: id="); n != 2 {
+		t.Fatalf("printed %d instances, want 2:\n%s", n, text)
+	}
+	for _, want := range []string{"auth_url: http://127.0.0.1:", "compute_url:", "clouds_yaml: " + cloudsPath, "metadata_url=http://", "node_dev_dir=" + filepath.Join(dir, "state", "nodes")} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	// The written clouds.yaml works with gophercloud's reader.
+	ao, eo, _, err := clouds.Parse(clouds.WithCloudName("sim-admin"), clouds.WithLocations(cloudsPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := openstack.AuthenticatedClient(ctx, ao)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := openstack.NewComputeV2(pc, eo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := servers.List(cc, servers.ListOpts{AllTenants: true}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss, _ := servers.ExtractServers(pages); len(ss) != 2 {
+		t.Fatalf("servers: %d, want 2", len(ss))
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after cancel: %s", code, errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sim did not stop after cancel")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "events.jsonl")); err != nil {
+		t.Fatalf("event log: %v", err)
+	}
+}
