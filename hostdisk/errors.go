@@ -25,6 +25,9 @@ var (
 	// ErrFilesystemMismatch: the device holds a filesystem other than the one
 	// asked for, or one this package does not mount.
 	ErrFilesystemMismatch = errors.New("filesystem mismatch")
+	// ErrDeviceInUse: a blank device is held open exclusively (mounted
+	// elsewhere, claimed by device-mapper, md, swap, ...) and is not formatted.
+	ErrDeviceInUse = errors.New("device is in use")
 	// ErrReadOnlyDevice: a blank device is read-only and cannot be formatted.
 	ErrReadOnlyDevice = errors.New("device is read-only")
 	// ErrFormatFailed: mkfs failed or did not leave the expected filesystem.

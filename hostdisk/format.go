@@ -183,8 +183,11 @@ type FormatResult struct {
 // probes find no signature at all (PlanFormat). A device that already holds
 // an allowed filesystem matching fstype is left alone (Formatted false). Any
 // other signature is a *SignatureError (ErrHasSignature); a mismatching
-// filesystem ErrFilesystemMismatch. After mkfs, blkid must report the new
-// filesystem, otherwise ErrFormatFailed.
+// filesystem ErrFilesystemMismatch; a blank device someone holds
+// exclusively (a mount, device-mapper, md, swap) ErrDeviceInUse. After mkfs,
+// blkid must report the new filesystem, otherwise ErrFormatFailed. If ctx
+// ends during mkfs the program is killed; the half-written device then
+// carries a signature and will be refused, never re-formatted.
 //
 // The caller must hold the volume's lock: two formats of one device must not
 // race.
@@ -214,6 +217,11 @@ func (h *Host) formatIfBlank(ctx context.Context, dev, fstype string, readOnlyMo
 	name, args, err := MkfsCommand(plan.FSType, dev)
 	if err != nil {
 		return FormatResult{Probe: p}, err
+	}
+	// Last check before writing: nobody holds the device exclusively.
+	if err := claimExclusive(dev); err != nil {
+		return FormatResult{Probe: p}, &Error{Class: ErrDeviceInUse, Op: "format", Device: dev, Err: err,
+			Detail: "blank but held by someone (mount, device-mapper, md, swap); refusing to format"}
 	}
 	h.log.Info("formatting blank device", "device", dev, "fstype", plan.FSType, "size", p.Size)
 	res, err := h.run.Run(ctx, name, args...)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cinderwarden/cinderwarden/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 const testVolumeID = "0b6a1a8e-3c2f-4c86-9f3e-2d1b7c9e5a41"
@@ -241,6 +242,26 @@ func TestBlankDeviceFormatMountWriteRead(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestFormatRefusesDeviceInUse: a blank device that someone holds
+// exclusively (here the test, with O_EXCL, as device-mapper or a mount
+// would) is not formatted.
+func TestFormatRefusesDeviceInUse(t *testing.T) {
+	dev := loopDevice(t, 64<<20, nil)
+	h, rec := realHost(t, Config{})
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	_, err = h.FormatIfBlank(context.Background(), dev, "ext4")
+	if !errors.Is(err, ErrDeviceInUse) || !errors.Is(err, unix.EBUSY) {
+		t.Fatalf("err = %v, want ErrDeviceInUse (EBUSY)", err)
+	}
+	if m := rec.mkfsCalls(); len(m) != 0 {
+		t.Errorf("mkfs ran on a device in use: %q", m)
 	}
 }
 

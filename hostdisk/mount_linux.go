@@ -89,3 +89,21 @@ func deviceSizeRO(f *os.File) (int64, bool, error) {
 	}
 	return size, ro != 0, nil
 }
+
+// claimExclusive opens a block device with O_EXCL and closes it again: the
+// kernel refuses (EBUSY) while the device is mounted or claimed by
+// device-mapper, md or swap. Other files are not checked.
+func claimExclusive(dev string) error {
+	fi, err := os.Stat(dev)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+		return nil
+	}
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open O_EXCL", Path: dev, Err: err}
+	}
+	return unix.Close(fd)
+}

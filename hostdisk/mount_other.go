@@ -28,3 +28,5 @@ func ParseMountInfo(io.Reader) ([]*mountinfo.Info, error) { return nil, errNotLi
 func deviceNumber(string) (int, int, error) { return 0, 0, errNotLinux() }
 
 func deviceSizeRO(*os.File) (int64, bool, error) { return 0, false, errNotLinux() }
+
+func claimExclusive(string) error { return errNotLinux() }
