@@ -186,8 +186,9 @@ type FormatResult struct {
 // filesystem ErrFilesystemMismatch; a blank device someone holds
 // exclusively (a mount, device-mapper, md, swap) ErrDeviceInUse. After mkfs,
 // blkid must report the new filesystem, otherwise ErrFormatFailed. If ctx
-// ends during mkfs the program is killed; the half-written device then
-// carries a signature and will be refused, never re-formatted.
+// ends during mkfs the program is killed: the device held no data, and is
+// afterwards either still blank (formatted on the next try) or carries a
+// partial signature (refused; an operator must look).
 //
 // The caller must hold the volume's lock: two formats of one device must not
 // race.
