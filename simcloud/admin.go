@@ -29,7 +29,7 @@ type faultRequest struct {
 func (s *Sim) adminRoutes(mux *http.ServeMux) {
 	admin := func(h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			rid := s.ids.requestID()
+			rid := s.reqIDs.requestID()
 			_, c, ok := s.model.validate(s.clock.Now(), r.Header.Get("X-Auth-Token"))
 			if !ok {
 				s.writeError(w, svcKeystone, rid, http.StatusUnauthorized, "The request you have made requires authentication.")

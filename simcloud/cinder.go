@@ -12,7 +12,7 @@ import (
 // Cinder v3 handlers: volumes, metadata, actions and attachments.
 
 func (s *Sim) cinderVersions(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Openstack-Request-Id", s.ids.requestID())
+	w.Header().Set("X-Openstack-Request-Id", s.reqIDs.requestID())
 	w.Header().Set("Openstack-Api-Version", "volume "+cinderMin.String())
 	status := http.StatusMultipleChoices
 	if strings.HasPrefix(r.URL.Path, "/volume/v3") {

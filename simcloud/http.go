@@ -69,7 +69,7 @@ func (s *Sim) routes() http.Handler {
 	mux.HandleFunc("POST /identity/v3/auth/tokens", s.keystoneIssue)
 	mux.HandleFunc("GET /identity/v3/auth/tokens", s.keystoneValidate)
 	mux.HandleFunc("/identity/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, svcKeystone, s.ids.requestID(), http.StatusNotFound, "The resource could not be found.")
+		s.writeError(w, svcKeystone, s.reqIDs.requestID(), http.StatusNotFound, "The resource could not be found.")
 	})
 
 	// Cinder.
@@ -134,7 +134,7 @@ func (s *Sim) routes() http.Handler {
 func (s *Sim) api(svc service, op Op, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.clock.Now()
-		q := &request{w: w, r: r, svc: svc, rid: s.ids.requestID()}
+		q := &request{w: w, r: r, svc: svc, rid: s.reqIDs.requestID()}
 		status := s.serveAPI(q, op, h)
 		s.log.Debug("simcloud: request", "method", r.Method, "path", r.URL.Path, "status", status,
 			"request_id", q.rid, "took", s.clock.Now().Sub(start))

@@ -20,12 +20,12 @@ func (s *Sim) keystoneVersionDoc() map[string]any {
 }
 
 func (s *Sim) keystoneVersions(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Openstack-Request-Id", s.ids.requestID())
+	w.Header().Set("X-Openstack-Request-Id", s.reqIDs.requestID())
 	s.writeJSON(w, http.StatusMultipleChoices, map[string]any{"versions": map[string]any{"values": []any{s.keystoneVersionDoc()}}})
 }
 
 func (s *Sim) keystoneVersion(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Openstack-Request-Id", s.ids.requestID())
+	w.Header().Set("X-Openstack-Request-Id", s.reqIDs.requestID())
 	s.writeJSON(w, http.StatusOK, map[string]any{"version": s.keystoneVersionDoc()})
 }
 
@@ -49,7 +49,7 @@ type authRequest struct {
 }
 
 func (s *Sim) keystoneIssue(w http.ResponseWriter, r *http.Request) {
-	rid := s.ids.requestID()
+	rid := s.reqIDs.requestID()
 	w.Header().Set("X-Openstack-Request-Id", rid)
 	w.Header().Set("Vary", "X-Auth-Token")
 	v := s.faults.decide(OpAuth)
@@ -120,7 +120,7 @@ func (s *Sim) scopeMatches(raw json.RawMessage, tok token) bool {
 }
 
 func (s *Sim) keystoneValidate(w http.ResponseWriter, r *http.Request) {
-	rid := s.ids.requestID()
+	rid := s.reqIDs.requestID()
 	w.Header().Set("X-Openstack-Request-Id", rid)
 	now := s.clock.Now()
 	if _, _, ok := s.model.validate(now, r.Header.Get("X-Auth-Token")); !ok {

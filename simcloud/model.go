@@ -146,6 +146,7 @@ type volumeView struct {
 type model struct {
 	mu          sync.Mutex
 	ids         *idGen
+	tokenIDs    *idGen // tokens and audit ids, apart so auth does not shift resource ids
 	lat         Latencies
 	taskStates  bool
 	seq         int
@@ -161,6 +162,7 @@ type model struct {
 func newModel(ids *idGen, lat Latencies, taskStates bool) *model {
 	return &model{
 		ids:         ids,
+		tokenIDs:    ids,
 		lat:         lat,
 		taskStates:  taskStates,
 		projects:    map[string]*project{},
@@ -324,10 +326,10 @@ func (m *model) reissue(now time.Time, old string) (token, bool) {
 
 func (m *model) issueLocked(now time.Time, u *user, methods []string, lifetime time.Duration, audit string) token {
 	if audit == "" {
-		audit = m.ids.auditID()
+		audit = m.tokenIDs.auditID()
 	}
 	t := token{
-		ID:        m.ids.token(),
+		ID:        m.tokenIDs.token(),
 		UserID:    u.ID,
 		ProjectID: u.ProjectID,
 		Roles:     slices.Clone(u.Roles),

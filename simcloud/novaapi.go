@@ -19,12 +19,12 @@ func (s *Sim) novaVersionDoc() map[string]any {
 }
 
 func (s *Sim) novaVersions(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Openstack-Request-Id", s.ids.requestID())
+	w.Header().Set("X-Openstack-Request-Id", s.reqIDs.requestID())
 	s.writeJSON(w, http.StatusOK, map[string]any{"versions": []any{s.novaVersionDoc()}})
 }
 
 func (s *Sim) novaVersion(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Openstack-Request-Id", s.ids.requestID())
+	w.Header().Set("X-Openstack-Request-Id", s.reqIDs.requestID())
 	s.writeJSON(w, http.StatusOK, map[string]any{"version": s.novaVersionDoc()})
 }
 

@@ -128,7 +128,8 @@ type Instance struct {
 type Sim struct {
 	opts        Options
 	clock       Clock
-	ids         *idGen
+	ids         *idGen // resource ids: depend only on the order of creations
+	reqIDs      *idGen // request ids
 	model       *model
 	faults      *Faults
 	events      *eventLog
@@ -186,7 +187,9 @@ func Start(ctx context.Context, opts Options) (*Sim, error) {
 	}
 	s := &Sim{opts: opts, clock: opts.Clock, log: opts.Logger, phys: map[string]Attachment{}}
 	s.ids = newIDGen(opts.Seed)
+	s.reqIDs = newIDGen(opts.Seed + 1)
 	s.model = newModel(s.ids, opts.Latency, opts.NovaTaskStates)
+	s.model.tokenIDs = newIDGen(opts.Seed + 2)
 	s.faults = newFaults(opts.Seed, s)
 
 	s.stateDir = opts.StateDir
