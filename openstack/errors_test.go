@@ -3,8 +3,11 @@ package openstack
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -184,4 +187,62 @@ func TestReauthOnExpiredToken(t *testing.T) {
 	if n := c.Metrics().CallsFor("token_create"); n != 2 {
 		t.Errorf("token_create counted %d, want 2", n)
 	}
+}
+
+// TestConcurrentCallsAcrossReauth runs parallel requests while the token
+// expires; under -race it checks the client, metrics and re-auth share
+// state safely, and every call succeeds.
+func TestConcurrentCallsAcrossReauth(t *testing.T) {
+	fc := newFakeCloud(t)
+	fc.serve("GET "+cinderBase+"/volumes/{id}", "volume_show_available")
+	c := fc.client()
+	fc.expireToken.Store("token-1")
+	const n = 16
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := c.GetVolume(ctxT(t), volID)
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := c.Metrics().CallsFor("volume_get"); got < n {
+		t.Errorf("volume_get counted %d, want >= %d", got, n)
+	}
+}
+
+// TestClientLogsNoSecrets: New logs the configuration (masked) at debug.
+func TestClientLogsNoSecrets(t *testing.T) {
+	fc := newFakeCloud(t)
+	var buf strings.Builder
+	log := slog.New(slog.NewJSONHandler(&syncWriter{w: &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c, err := New(ctxT(t), fc.keystoneConfig(), Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.HasCompute() {
+		t.Error("compute missing from the catalog")
+	}
+	out := buf.String()
+	if strings.Contains(out, "pw-for-tests") || strings.Contains(out, "token-1") {
+		t.Fatalf("log leaks a secret: %s", out)
+	}
+	if !strings.Contains(out, `"password":"***"`) || !strings.Contains(out, "openstack client ready") {
+		t.Errorf("log lacks the masked config line: %s", out)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
