@@ -82,10 +82,12 @@ func TestFormatGuardRealDevices(t *testing.T) {
 		// pvcreate (lvm2) is not installed here: the PV label is written byte
 		// by byte, CRC included, and blkid recognises it as LVM2_member.
 		{"lvm2 pv label", 64 * mib, func(t *testing.T, f string) { writeAt(t, f, 512, lvmLabel()) }, "TYPE", "LVM2_member", ErrHasSignature, false},
-		// mdadm is not installed: only the md 1.2 magic is written, which
-		// blkid does not accept without a valid superblock checksum; the
-		// magic-number probe catches it alone.
-		{"md 1.2 magic", 64 * mib, func(t *testing.T, f string) { writeAt(t, f, 4096, []byte{0xfc, 0x4e, 0x2b, 0xa9}) }, "", "", ErrHasSignature, false},
+		// mdadm is not installed: an md 1.2 superblock with a valid checksum
+		// is written byte by byte; blkid recognises it as a RAID member.
+		{"md 1.2 superblock", 64 * mib, func(t *testing.T, f string) { writeAt(t, f, 4096, mdSuperblock12()) }, "TYPE", "linux_raid_member", ErrHasSignature, false},
+		// Only the md magic number: blkid rejects it (no valid checksum), the
+		// magic-number probe alone catches it.
+		{"md magic only", 64 * mib, func(t *testing.T, f string) { writeAt(t, f, 4096, []byte{0xfc, 0x4e, 0x2b, 0xa9}) }, "", "", ErrHasSignature, false},
 		// Only the ext magic, no valid superblock: blkid says nothing, the
 		// magic probe says "ext", the mount fails — and nothing is formatted.
 		{"ext magic, broken superblock", 64 * mib, func(t *testing.T, f string) { writeAt(t, f, 1080, []byte{0x53, 0xef}) }, "", "", nil, false},

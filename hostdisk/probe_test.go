@@ -13,7 +13,8 @@ import (
 
 // The fixtures are `blkid -p -o export` of loop devices on this kind of
 // machine (util-linux 2.38.1), made with mkfs.ext4, mkfs.xfs, sfdisk,
-// mkswap, cryptsetup luksFormat and an LVM2 PV label written byte by byte.
+// mkswap, cryptsetup luksFormat, and an LVM2 PV label and an md 1.2
+// superblock written byte by byte (lvmLabel, mdSuperblock12).
 func TestParseBlkidFixtures(t *testing.T) {
 	sig := func(k SignatureKind, typ string) Signature {
 		return Signature{Kind: k, Type: typ, Source: "blkid", Offset: -1}
@@ -31,6 +32,7 @@ func TestParseBlkidFixtures(t *testing.T) {
 		{"swap.txt", 0, []Signature{sig(KindSwap, "swap")}},
 		{"luks.txt", 0, []Signature{sig(KindCrypto, "crypto_LUKS")}},
 		{"lvm.txt", 0, []Signature{sig(KindRAID, "LVM2_member")}},
+		{"md.txt", 0, []Signature{sig(KindRAID, "linux_raid_member")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -150,6 +152,7 @@ func TestProbeMagic(t *testing.T) {
 		{"lvm2 pv label in sector 3", newImage(size).put(1536, lvmLabel()), []string{"raid/LVM2_member"}},
 		{"LABELONE of another kind", newImage(size).put(0, []byte("LABELONE")), []string{"other/LABELONE label"}},
 		{"md 1.2", newImage(size).putU32(4096, 0xa92b4efc), []string{"raid/linux_raid_member"}},
+		{"md 1.2 full superblock", newImage(size).put(4096, mdSuperblock12()), []string{"raid/linux_raid_member"}},
 		{"md 1.1", newImage(size).putU32(0, 0xa92b4efc), []string{"raid/linux_raid_member"}},
 		{"md 1.0 at the end", newImage(size).putU32(size-8192, 0xa92b4efc), []string{"raid/linux_raid_member"}},
 		{"md 0.90 at the end", newImage(size).putU32(size-65536, 0xa92b4efc), []string{"raid/linux_raid_member"}},
@@ -242,4 +245,35 @@ func TestMkfsCommandNeverForces(t *testing.T) {
 	if _, _, err := MkfsCommand("vfat", "/dev/vdb"); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("MkfsCommand(vfat) err = %v, want ErrInvalidArgument", err)
 	}
+}
+
+// mdSuperblock12 is an md RAID 1.2 superblock (mdadm writes it 4 KiB into
+// the member) with a valid checksum, so that blkid recognises it as
+// linux_raid_member too. mdadm is not needed.
+func mdSuperblock12() []byte {
+	sb := make([]byte, 256+2) // one dev_roles entry
+	le := binary.LittleEndian
+	le.PutUint32(sb[0:], 0xa92b4efc) // magic
+	le.PutUint32(sb[4:], 1)          // major_version
+	for i := range 16 {
+		sb[16+i] = byte(i + 1)   // set_uuid
+		sb[168+i] = byte(i + 17) // device_uuid
+	}
+	copy(sb[32:], "cw:test0")         // set_name
+	le.PutUint64(sb[64:], 1700000000) // ctime
+	le.PutUint32(sb[72:], 1)          // level: raid1
+	le.PutUint64(sb[80:], 100000)     // size
+	le.PutUint32(sb[92:], 2)          // raid_disks
+	le.PutUint64(sb[128:], 2048)      // data_offset
+	le.PutUint64(sb[136:], 100000)    // data_size
+	le.PutUint64(sb[144:], 4096/512)  // super_offset, in sectors
+	le.PutUint64(sb[200:], 1)         // events
+	le.PutUint32(sb[220:], 1)         // max_dev
+	var sum uint64
+	for i := 0; i < 256; i += 4 {
+		sum += uint64(le.Uint32(sb[i:]))
+	}
+	sum += uint64(le.Uint16(sb[256:]))
+	le.PutUint32(sb[216:], uint32((sum&0xffffffff)+(sum>>32))) // sb_csum
+	return sb
 }
