@@ -92,7 +92,11 @@ func New(ctx context.Context, cfg *cloudconfig.Resolved, opts Options) (*Client,
 	ctx = withOp(ctx, "identity", "token_create")
 	pc, err := cfg.NewProviderClient(ctx, rt)
 	if err != nil {
-		return nil, apiError("identity", "token_create", err)
+		var ae *APIError
+		if errors.As(apiError("identity", "token_create", err), &ae) {
+			return nil, fmt.Errorf("openstack: %s: authenticate: %w", cfg, ae)
+		}
+		return nil, fmt.Errorf("openstack: %s: %w", cfg, err)
 	}
 	pc.HTTPClient.Timeout = timeout
 	vol, err := cfg.NewBlockStorageV3(pc)

@@ -246,3 +246,22 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+func TestLoginRefused(t *testing.T) {
+	fc := newFakeCloud(t)
+	fc.mux = http.NewServeMux() // a fresh mux: Keystone refuses every login
+	fc.handle("POST /keystone/v3/auth/tokens", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"code": 401,
+			"message": "The request you have made requires authentication.", "title": "Unauthorized"}})
+	})
+	_, err := New(ctxT(t), fc.keystoneConfig(), Options{})
+	if !errors.Is(err, ErrUnauthorized) || !gophercloud.ResponseCodeIs(err, 401) {
+		t.Fatalf("err = %v, want ErrUnauthorized", err)
+	}
+	if !strings.Contains(err.Error(), `user "demo"`) || !strings.Contains(err.Error(), "identity token_create: 401 error: The request you have made requires authentication.") {
+		t.Errorf("error lacks context: %v", err)
+	}
+	if strings.Contains(err.Error(), "pw-for-tests") {
+		t.Errorf("error leaks the password: %v", err)
+	}
+}

@@ -239,6 +239,8 @@ type rawCloud struct {
 	VolumeEndpointOverride       string `yaml:"volume_endpoint_override"`
 	Interface                    string `yaml:"interface"`
 	EndpointType                 string `yaml:"endpoint_type"`
+	CACert                       string `yaml:"cacert"`
+	Verify                       *bool  `yaml:"verify"`
 }
 
 func fromCloudsYAML(cloud, explicit string) (*Resolved, error) {
@@ -290,7 +292,7 @@ func fromCloudsYAML(cloud, explicit string) (*Resolved, error) {
 	if authType == authNoAuth {
 		return noAuthResolved(src, names,
 			firstNonEmpty(raw.Auth.Endpoint, raw.BlockStorageEndpointOverride, raw.VolumeEndpointOverride),
-			raw.Auth.ProjectID, os.Getenv("OS_CACERT"), false)
+			raw.Auth.ProjectID, firstNonEmpty(os.Getenv("OS_CACERT"), raw.CACert), raw.Verify != nil && !*raw.Verify)
 	}
 
 	// gophercloud parses the file (and merges secure.yaml from the same
