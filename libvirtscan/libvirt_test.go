@@ -216,3 +216,38 @@ func BenchmarkScanTestDriver1000x4(b *testing.B) {
 		b.ReportMetric(float64(stats.ListCalls+stats.XMLCalls), "libvirt-calls/op")
 	}
 }
+
+// TestLinuxGuestAcknowledgesUnplug boots a real Linux kernel (Debian's
+// cloud kernel, busybox initramfs) that handles ACPI PCI hot-unplug: the
+// nova-style detach sees DEVICE_REMOVED and reports the disk removed from
+// both definitions.
+func TestLinuxGuestAcknowledgesUnplug(t *testing.T) {
+	c := libvirttest.Dial(t, "")
+	g := libvirttest.LinuxDomain(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+	vol := libvirttest.NewUUID(t)
+	file := libvirttest.SparseFile(t, filepath.Join(g.Dir, "volume-"+vol), 8<<20)
+	if err := c.AttachDisk(ctx, g.Name, libvirtscan.DiskSpec{File: file, Target: "vdb", Serial: vol, Alias: "ua-" + vol}); err != nil {
+		t.Fatalf("AttachDisk: %v", err)
+	}
+	start := time.Now()
+	res, err := c.DetachDisk(ctx, g.UUID, libvirtscan.DiskSelector{Serial: vol}, libvirtscan.DetachOptions{Timeout: 15 * time.Second, Attempts: 3})
+	if err != nil {
+		t.Fatalf("DetachDisk: %v", err)
+	}
+	t.Logf("detach result %+v in %v", res, time.Since(start).Round(time.Millisecond))
+	if res.Config != libvirtscan.OutcomeRemoved || res.Live != libvirtscan.OutcomeRemoved || !res.RemovedEvent || !res.Gone() {
+		t.Errorf("result = %+v, want removed from config and live with DEVICE_REMOVED seen", res)
+	}
+	d, err := c.Domain(ctx, g.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := diskBySerial(d.Live, vol); ok {
+		t.Error("disk still in the live domain")
+	}
+	if _, ok := diskBySerial(d.Config, vol); ok {
+		t.Error("disk still in the persistent config")
+	}
+}
