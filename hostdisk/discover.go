@@ -165,7 +165,11 @@ func (h *Host) waitUntil(ctx context.Context, done func() bool) error {
 				return nil
 			}
 			return ctx.Err()
-		case ev := <-events:
+		case ev, ok := <-events:
+			if !ok { // the watcher died: rely on the fallback poll
+				events, werrs = nil, nil
+				continue
+			}
 			switch {
 			case ev.Name == watched && (ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)):
 				// The watched directory itself went away (the kernel drops
@@ -177,7 +181,11 @@ func (h *Host) waitUntil(ctx context.Context, done func() bool) error {
 				watched = h.watchNearest(w, byID, watched)
 			}
 			continue
-		case err := <-werrs:
+		case err, ok := <-werrs:
+			if !ok {
+				events, werrs = nil, nil
+				continue
+			}
 			h.log.Warn("inotify error while waiting for device", "dir", watched, "err", err)
 			continue
 		case <-timer.C:
