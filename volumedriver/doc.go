@@ -1,4 +1,43 @@
 // Package volumedriver implements the Docker volume plugin protocol: one
 // Docker volume is one Cinder volume. The per-volume state machine is kept
 // apart from the OpenStack calls and the mount syscalls.
+//
+// This package is the pure core; it does no I/O except the state file:
+//
+//   - Names (ValidateName) and Create options (ParseCreateOptions with an
+//     OptionPolicy) are validated before any API call; errors carry a class
+//     (ErrInvalidName, ErrUnknownOption, ErrInvalidOption,
+//     ErrConflictingOptions, ErrMalformedRequest) and a stable message.
+//   - Managed metadata (ManagedMetadata, SettingsFromMetadata) marks volumes
+//     the plugin created and records fstype and the preempt setting; an
+//     adopted volume without it gets defaults and is never deleted unless
+//     configured (VolumeSettings.MayDelete). TakeoverRequest is issue 4's
+//     request in metadata.
+//   - Volume is one volume's state machine on this node, keyed by Docker
+//     mount ids, in raft's Ready style: Step(event) returns a Ready (persist,
+//     actions, replies); the caller does the I/O and feeds results back.
+//     Drive runs that loop with an Executor and a Persister.
+//   - NodeState is the state file (SaveState atomic, LoadState strict).
+//   - Reconcile rebuilds the node's view after a restart from the state
+//     file, mountinfo and Cinder, and says what to finish.
+//   - The protocol edge (DecodeCreate, DecodeMount, ..., PluginErr,
+//     DockerVolume) uses go-plugins-helpers/volume types.
+//
+// Wiring contract (for the plugin server):
+//
+//  1. At start: LoadState; list mounts under Layout.Root (hostdisk); ask
+//     Cinder about every volume in the state file and the mounts and every
+//     volume attached to this instance; Reconcile; SaveState(rec.State);
+//     for each rec.Volumes: RestoreVolume, then run its Actions (feed each
+//     outcome to Step, as Drive does); log rec.Findings. Only then serve.
+//  2. Per request: decode with Decode*; take the volume's lock (one per
+//     volume: different volumes proceed in parallel); Drive(event); answer
+//     with ReplyFor(op, mount id); errors through ErrorResponse/PluginErr.
+//  3. Executor rules: ActAttach and ActDetach are idempotent (already
+//     attached/attaching to this instance → just wait; not attached here →
+//     detached). Find devices by volume id, never by Nova's device name.
+//     ActMount formats only a device with no signature at all.
+//  4. The ids written to the state file before Docker hears success are the
+//     only record of running containers: Docker does not re-send Mount to a
+//     restarted plugin (see Reconcile).
 package volumedriver
