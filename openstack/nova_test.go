@@ -220,3 +220,21 @@ func TestAttachments(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestListServersHostFilterIgnored(t *testing.T) {
+	fc := newFakeCloud(t)
+	// What Nova answers a member: host filter dropped, host attribute hidden.
+	fc.handle("GET "+novaBase+"/servers/detail", func(w http.ResponseWriter, r *http.Request) {
+		s := novaServer(serverID, "", "")
+		delete(s, "OS-EXT-SRV-ATTR:host")
+		writeJSON(w, http.StatusOK, map[string]any{"servers": []any{s}})
+	})
+	c := fc.client()
+	got, err := c.ListServers(ctxT(t), ServerFilter{Host: "compute-1"})
+	if !errors.Is(err, ErrFilterIgnored) || got != nil {
+		t.Fatalf("ListServers = %v, %v; want ErrFilterIgnored", got, err)
+	}
+	if got, err := c.ListServers(ctxT(t), ServerFilter{}); err != nil || len(got) != 1 {
+		t.Errorf("without host filter: %v, %v", got, err)
+	}
+}

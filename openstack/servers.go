@@ -2,6 +2,7 @@ package openstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -86,5 +87,21 @@ func (c *Client) ListServers(ctx context.Context, f ServerFilter) ([]Server, err
 	if err != nil {
 		return nil, fmt.Errorf("list servers %+v: %w", f, err)
 	}
+	// Nova drops admin-only filters (host) for other users without a word
+	// and hides OS-EXT-SRV-ATTR:host from them: a "servers on my host" list
+	// would silently be the whole project. Refuse instead.
+	if f.Host != "" {
+		for _, s := range ss {
+			if s.Host != f.Host {
+				return nil, fmt.Errorf("list servers on host %s: server %s shows host %q: %w (admin credentials needed)",
+					f.Host, s.ID, s.Host, ErrFilterIgnored)
+			}
+		}
+	}
 	return ss, nil
 }
+
+// ErrFilterIgnored: the server ignored a filter we asked for (typically an
+// admin-only filter used with member credentials), so the result cannot be
+// trusted.
+var ErrFilterIgnored = errors.New("filter ignored by the server")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -659,5 +660,17 @@ func TestNoAuthClients(t *testing.T) {
 	}
 	if s := r.String(); s != "noauth cinder "+srv.URL+"/v3 project proj-7 (environment)" {
 		t.Errorf("String() = %s", s)
+	}
+}
+
+func TestRegisterFlags(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("plugin", flag.ContinueOnError)
+	o.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--os-cloud", "prod", "--os-client-config-file", "/x/clouds.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	if o != (Options{Cloud: "prod", CloudsFile: "/x/clouds.yaml"}) {
+		t.Errorf("options %+v", o)
 	}
 }
