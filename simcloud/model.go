@@ -209,13 +209,36 @@ func cloneVolume(v *volume) volume {
 }
 
 func (m *model) viewLocked(v *volume) volumeView {
+	return viewOf(v, m.attachmentsOfLocked(v.ID))
+}
+
+// viewOf builds a volume's view from its attachments (oldest first).
+func viewOf(v *volume, atts []*attachment) volumeView {
 	vv := volumeView{volume: cloneVolume(v)}
-	for _, a := range m.attachmentsOfLocked(v.ID) {
+	for _, a := range atts {
 		if a.Status == attAttached {
 			vv.Attached = append(vv.Attached, cloneAttachment(a))
 		}
 	}
 	return vv
+}
+
+// attachmentsByVolumeLocked indexes every attachment by volume, oldest
+// first, so a listing does not scan all attachments per volume.
+func (m *model) attachmentsByVolumeLocked() map[string][]*attachment {
+	by := map[string][]*attachment{}
+	for _, a := range m.attachments {
+		by[a.VolumeID] = append(by[a.VolumeID], a)
+	}
+	for _, l := range by {
+		slices.SortFunc(l, func(a, b *attachment) int {
+			if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+				return c
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+	}
+	return by
 }
 
 func cloneAttachment(a *attachment) attachment {
@@ -435,6 +458,7 @@ func (m *model) listVolumes(now time.Time, c caller, f volumeFilter) []volumeVie
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.tickLocked(now)
+	byVol := m.attachmentsByVolumeLocked()
 	var out []volumeView
 	for _, v := range m.volumes {
 		switch {
@@ -460,7 +484,7 @@ func (m *model) listVolumes(now time.Time, c caller, f volumeFilter) []volumeVie
 		if !match {
 			continue
 		}
-		out = append(out, m.viewLocked(v))
+		out = append(out, viewOf(v, byVol[v.ID]))
 	}
 	slices.SortFunc(out, func(a, b volumeView) int {
 		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {

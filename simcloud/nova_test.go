@@ -147,3 +147,40 @@ func TestControlEndpoint(t *testing.T) {
 		t.Fatalf("list after expiry (re-auth): %v", err)
 	}
 }
+
+// TestManualClockDrivesNovaLatency: with a manual clock, a Nova attach with
+// an hour of latency completes exactly when the clock is advanced.
+func TestManualClockDrivesNovaLatency(t *testing.T) {
+	clock := simcloud.NewManualClock(time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC))
+	s := startSim(t, simcloud.Options{Clock: clock, TokenLifetime: 24 * time.Hour,
+		Latency: simcloud.Latencies{Attach: time.Hour, Create: time.Minute}})
+	inst, _ := s.AddInstance(simcloud.InstanceSpec{})
+	c := connect(t, s.Member(), "3.44")
+	ctx := context.Background()
+	v, err := volumes.Create(ctx, c.volume, volumes.CreateOpts{Size: 1}, nil).Extract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := volumes.Get(ctx, c.volume, v.ID).Extract(); got.Status != "creating" {
+		t.Fatalf("before the create latency: %q", got.Status)
+	}
+	clock.Advance(time.Minute)
+	waitVolume(t, c.volume, v.ID, "available")
+	if _, err := volumeattach.Create(ctx, c.compute, inst.ID, volumeattach.CreateOpts{VolumeID: v.ID}).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); clock.Waiters() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("attach worker never waited on the clock")
+		}
+	}
+	clock.Advance(59 * time.Minute)
+	if got, _ := volumes.Get(ctx, c.volume, v.ID).Extract(); got.Status != "reserved" {
+		t.Fatalf("59 min into a 1 h attach: %q, want reserved", got.Status)
+	}
+	clock.Advance(time.Minute)
+	got := waitVolume(t, c.volume, v.ID, "in-use")
+	if want := clock.Now(); !got.UpdatedAt.Equal(want) {
+		t.Fatalf("updated_at %s, want the simulated %s", got.UpdatedAt, want)
+	}
+}
