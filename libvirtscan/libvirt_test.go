@@ -102,6 +102,15 @@ func TestFirmwareGuestAttachScanDetach(t *testing.T) {
 		t.Errorf("second result = %+v, want config not present, live pending", res)
 	}
 
+	// A caller's deadline ends the wait for the guest at once.
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	start = time.Now()
+	res, err = c.DetachDisk(short, fw.Name, sel, libvirtscan.DetachOptions{Timeout: 20 * time.Second, Attempts: 8})
+	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) || res.Live != libvirtscan.OutcomePending || time.Since(start) > 5*time.Second {
+		t.Errorf("detach under a 300 ms deadline: res=%+v err=%v after %v; want DeadlineExceeded, live pending, promptly", res, err, time.Since(start))
+	}
+
 	// A disk that is nowhere is "not present", not an error.
 	res, err = c.DetachDisk(ctx, fw.Name, libvirtscan.DiskSelector{Serial: "no-such-volume"}, libvirtscan.DetachOptions{Timeout: 100 * time.Millisecond, Attempts: 1})
 	if err != nil || !res.NotPresent() || res.LiveAttempts != 0 {
@@ -143,6 +152,37 @@ func TestTransientDomainScan(t *testing.T) {
 	}
 	if res.Config != libvirtscan.OutcomeNotApplicable || res.Live != libvirtscan.OutcomePending {
 		t.Errorf("result = %+v, want config n/a, live pending", res)
+	}
+}
+
+// TestStoppedDomain: a defined, shut-off domain has only a persistent
+// definition; attach and detach touch only that.
+func TestStoppedDomain(t *testing.T) {
+	c := libvirttest.Dial(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fw := libvirttest.FirmwareDomain(t, c, libvirttest.FirmwareOptions{Stopped: true})
+	vol := libvirttest.NewUUID(t)
+	file := libvirttest.SparseFile(t, filepath.Join(fw.Dir, "volume-"+vol), 1<<20)
+	if err := c.AttachDisk(ctx, fw.Name, libvirtscan.DiskSpec{File: file, Target: "vdb", Serial: vol, Alias: "ua-" + vol}); err != nil {
+		t.Fatalf("AttachDisk: %v", err)
+	}
+	d, err := c.Domain(ctx, fw.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Active || d.State != libvirtscan.StateShutoff || d.Live != nil || d.Config == nil {
+		t.Fatalf("stopped domain: active=%v state=%s live=%v config=%v", d.Active, d.State, d.Live != nil, d.Config != nil)
+	}
+	if disk, ok := diskBySerial(d.Config, vol); !ok || disk.AliasVolumeID != vol {
+		t.Errorf("config disk = %+v (found %v)", disk, ok)
+	}
+	res, err := c.DetachDisk(ctx, fw.Name, libvirtscan.DiskSelector{Alias: "ua-" + vol}, libvirtscan.DetachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Config != libvirtscan.OutcomeRemoved || res.Live != libvirtscan.OutcomeNotApplicable || !res.Gone() || res.NotPresent() {
+		t.Errorf("result = %+v, want config removed, live not applicable", res)
 	}
 }
 

@@ -92,6 +92,8 @@ type FirmwareOptions struct {
 	UUID string
 	// Transient boots it without a persistent definition.
 	Transient bool
+	// Stopped defines it without booting it (persistent, shut off).
+	Stopped bool
 	// MemoryMiB defaults to 64.
 	MemoryMiB int
 	// Metadata is put verbatim inside <metadata> (e.g. nova's).
@@ -135,7 +137,8 @@ func FirmwareDomainXML(o FirmwareOptions, root string) (string, error) {
 }
 
 // FirmwareDomain boots a firmware-only domain (persistent unless
-// o.Transient) with a 1 MiB root disk and removes it at cleanup.
+// o.Transient; defined but shut off with o.Stopped) with a 1 MiB root disk
+// and removes it at cleanup.
 func FirmwareDomain(t testing.TB, c *libvirtscan.Conn, o FirmwareOptions) Firmware {
 	t.Helper()
 	if o.UUID == "" {
@@ -165,7 +168,7 @@ func FirmwareDomain(t testing.TB, c *libvirtscan.Conn, o FirmwareOptions) Firmwa
 	if o.Transient {
 		_, err = c.CreateTransient(ctx, x)
 	} else {
-		_, err = c.DefineDomain(ctx, x, true)
+		_, err = c.DefineDomain(ctx, x, !o.Stopped)
 	}
 	if err != nil {
 		t.Fatalf("boot firmware domain %s: %v", o.Name, err)

@@ -50,8 +50,8 @@ type Options struct {
 }
 
 // Backend is a simcloud.ComputeBackend over libvirt. It is safe for
-// concurrent use; attachments to one host are serialised, as nova-compute
-// serialises them per instance, so two attaches never pick the same target.
+// concurrent use; attaches and detaches on one instance are serialised, as
+// nova-compute serialises them, so two attaches never pick the same target.
 type Backend struct {
 	conn   *libvirtscan.Conn
 	detach libvirtscan.DetachOptions
@@ -59,8 +59,9 @@ type Backend struct {
 	size   int
 	log    *slog.Logger
 
-	mu      sync.Mutex // guards domains and serialises attach/detach
+	mu      sync.Mutex // guards domains and locks
 	domains map[string]string
+	locks   map[string]*sync.Mutex // per instance
 }
 
 var _ simcloud.ComputeBackend = (*Backend)(nil)
@@ -88,7 +89,22 @@ func New(opts Options) (*Backend, error) {
 	domains := map[string]string{}
 	maps.Copy(domains, opts.Domains)
 	return &Backend{conn: opts.Conn, detach: opts.Detach, accept: opts.AcceptLivePending,
-		size: opts.DefaultSizeGiB, log: log, domains: domains}, nil
+		size: opts.DefaultSizeGiB, log: log, domains: domains, locks: map[string]*sync.Mutex{}}, nil
+}
+
+// lockInstance returns the instance's domain (ok false when it is not on
+// this host) with the instance's lock held; call unlock when done.
+func (b *Backend) lockInstance(instanceID string) (domain string, ok bool, unlock func()) {
+	b.mu.Lock()
+	domain, ok = b.domains[instanceID]
+	l := b.locks[instanceID]
+	if l == nil {
+		l = &sync.Mutex{}
+		b.locks[instanceID] = l
+	}
+	b.mu.Unlock()
+	l.Lock()
+	return domain, ok, l.Unlock
 }
 
 // SetDomain maps (or, with an empty domain, unmaps) an instance.
@@ -109,9 +125,8 @@ func (b *Backend) SetDomain(instanceID, domain string) {
 // already there returns that disk. It returns the guest device path libvirt
 // was asked for (a hint only: the guest names disks itself).
 func (b *Backend) AttachVolume(ctx context.Context, a simcloud.Attachment) (string, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	domain, ok := b.domains[a.InstanceID]
+	domain, ok, unlock := b.lockInstance(a.InstanceID)
+	defer unlock()
 	if !ok {
 		b.log.Debug("libvirtcompute: instance not on this host", "instance", a.InstanceID, "volume", a.VolumeID)
 		return "", nil
@@ -179,9 +194,8 @@ func (b *Backend) ensureBackingFile(a simcloud.Attachment) error {
 // acknowledges makes it fail with ErrLiveDetachPending unless the backend
 // accepts that.
 func (b *Backend) DetachVolume(ctx context.Context, a simcloud.Attachment) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	domain, ok := b.domains[a.InstanceID]
+	domain, ok, unlock := b.lockInstance(a.InstanceID)
+	defer unlock()
 	if !ok {
 		return nil
 	}

@@ -286,6 +286,21 @@ func TestBackendDirect(t *testing.T) {
 		t.Errorf("%d live disks with serial %s after re-attach, want 1", n, vol)
 	}
 
+	// Two attaches at once on one instance get distinct targets.
+	devs := make(chan string, 2)
+	for _, v := range []string{libvirttest.NewUUID(t), libvirttest.NewUUID(t)} {
+		go func() {
+			d, err := b.AttachVolume(ctx, simcloud.Attachment{InstanceID: "inst-1", VolumeID: v, SizeGiB: 1, BackingFile: fw.Dir + "/" + v + ".img"})
+			if err != nil {
+				t.Errorf("concurrent attach: %v", err)
+			}
+			devs <- d
+		}()
+	}
+	if d1, d2 := <-devs, <-devs; d1 == d2 || d1 == "/dev/vdb" || d2 == "/dev/vdb" {
+		t.Errorf("concurrent attaches got %q and %q, want two distinct new targets", d1, d2)
+	}
+
 	other := simcloud.Attachment{InstanceID: "elsewhere", VolumeID: vol, BackingFile: a.BackingFile}
 	if dev, err := b.AttachVolume(ctx, other); err != nil || dev != "" {
 		t.Errorf("unmapped instance: %q %v, want nothing done", dev, err)
