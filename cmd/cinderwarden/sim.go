@@ -9,9 +9,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/cinderwarden/cinderwarden/libvirtscan"
 	"github.com/cinderwarden/cinderwarden/simcloud"
+	"github.com/cinderwarden/cinderwarden/simcloud/libvirtcompute"
 	"github.com/cinderwarden/cinderwarden/simcloud/loopnode"
 )
 
@@ -28,6 +32,28 @@ type simConfig struct {
 	eventLog       string
 	novaTaskStates bool
 	verbose        bool
+	libvirtURI     string
+	domains        domainFlag // instance name (vm-N) → libvirt domain
+}
+
+// domainFlag collects repeated --libvirt-domain vm-N=DOMAIN flags.
+type domainFlag map[string]string
+
+func (d *domainFlag) String() string { return fmt.Sprint(map[string]string(*d)) }
+
+func (d *domainFlag) Set(v string) error {
+	name, dom, ok := strings.Cut(v, "=")
+	if !ok || name == "" || dom == "" {
+		return fmt.Errorf("want INSTANCE=DOMAIN, e.g. vm-1=guest1")
+	}
+	if *d == nil {
+		*d = domainFlag{}
+	}
+	if _, dup := (*d)[name]; dup {
+		return fmt.Errorf("instance %s mapped twice", name)
+	}
+	(*d)[name] = dom
+	return nil
 }
 
 // parseSimFlags parses and validates the flags; euid decides whether the
@@ -58,6 +84,8 @@ func parseSimFlags(args []string, euid int, stderr io.Writer) (simConfig, int, b
 	fs.StringVar(&c.eventLog, "event-log", "", "JSON-lines attach/detach event log (default <state-dir>/events.jsonl)")
 	fs.BoolVar(&c.novaTaskStates, "nova-task-states", false, "show task_state attaching_volume/detaching_volume during Nova volume work (real Nova does not)")
 	fs.BoolVar(&c.verbose, "v", false, "log every request")
+	fs.StringVar(&c.libvirtURI, "libvirt-uri", "", "also hot-plug attached volumes into libvirt domains on this libvirtd (e.g. qemu:///system)")
+	fs.Var(&c.domains, "libvirt-domain", "map an instance to its libvirt domain, vm-N=DOMAIN (repeatable; needs --libvirt-uri)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return c, code, false
 	}
@@ -87,6 +115,15 @@ func (c simConfig) validate(euid int) error {
 		}
 	default:
 		return fmt.Errorf("--backend %q: want loop or none", c.backend)
+	}
+	if len(c.domains) > 0 && c.libvirtURI == "" {
+		return fmt.Errorf("--libvirt-domain needs --libvirt-uri")
+	}
+	for name := range c.domains {
+		n, err := strconv.Atoi(strings.TrimPrefix(name, "vm-"))
+		if !strings.HasPrefix(name, "vm-") || err != nil || n < 1 || n > c.instances {
+			return fmt.Errorf("--libvirt-domain %s: no such instance (instances are vm-1..vm-%d)", name, c.instances)
+		}
 	}
 	if c.tokenLifetime <= 0 {
 		return fmt.Errorf("--token-lifetime %s: must be positive", c.tokenLifetime)
@@ -137,6 +174,18 @@ func serveSim(ctx context.Context, cfg simConfig, stdout io.Writer, logger *slog
 	if cfg.backend == "loop" {
 		opts.Backends = []simcloud.ComputeBackend{loopnode.New(loopnode.Options{Logger: logger})}
 	}
+	var virt *libvirtcompute.Backend
+	if cfg.libvirtURI != "" {
+		conn, err := libvirtscan.Dial(ctx, libvirtscan.Options{URI: cfg.libvirtURI, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("libvirt %s: %w", cfg.libvirtURI, err)
+		}
+		defer conn.Close()
+		if virt, err = libvirtcompute.New(libvirtcompute.Options{Conn: conn, Logger: logger}); err != nil {
+			return err
+		}
+		opts.Backends = append(opts.Backends, virt)
+	}
 	sim, err := simcloud.Start(ctx, opts)
 	if err != nil {
 		return err
@@ -162,6 +211,9 @@ func serveSim(ctx context.Context, cfg simConfig, stdout io.Writer, logger *slog
 			return err
 		}
 		insts = append(insts, inst)
+		if dom, ok := cfg.domains[inst.Name]; ok && virt != nil {
+			virt.SetDomain(inst.ID, dom)
+		}
 	}
 	clouds := cfg.cloudsYAML
 	if clouds == "" {
@@ -179,10 +231,14 @@ func serveSim(ctx context.Context, cfg simConfig, stdout io.Writer, logger *slog
 	fmt.Fprintf(stdout, "clouds_yaml: %s (clouds %q and %q)\n", clouds, simcloud.CloudMember, simcloud.CloudAdmin)
 	fmt.Fprintf(stdout, "state_dir: %s\n", stateDir)
 	fmt.Fprintf(stdout, "event_log: %s\n", sim.EventLogPath())
-	fmt.Fprintf(stdout, "backend: %s\n", cfg.backend)
+	backends := cfg.backend
+	if cfg.libvirtURI != "" {
+		backends += ", libvirt " + cfg.libvirtURI
+	}
+	fmt.Fprintf(stdout, "backends: %s\n", backends)
 	for _, inst := range insts {
-		fmt.Fprintf(stdout, "instance: id=%s name=%s host=%s instance_name=%s node_dev_dir=%s metadata_url=%s\n",
-			inst.ID, inst.Name, inst.Host, inst.InstanceName, inst.NodeDevDir, inst.MetadataURL)
+		fmt.Fprintf(stdout, "instance: id=%s name=%s host=%s instance_name=%s node_dev_dir=%s metadata_url=%s libvirt_domain=%s\n",
+			inst.ID, inst.Name, inst.Host, inst.InstanceName, inst.NodeDevDir, inst.MetadataURL, cfg.domains[inst.Name])
 	}
 	fmt.Fprintln(stdout, "ready")
 

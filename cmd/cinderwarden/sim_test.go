@@ -31,6 +31,11 @@ func TestSimFlagValidation(t *testing.T) {
 		{[]string{"--token-lifetime", "0s"}, 0, "--token-lifetime 0s: must be positive"},
 		{[]string{"--attach-latency", "soon"}, 0, "invalid value"},
 		{[]string{"extra"}, 0, `unexpected arguments ["extra"]`},
+		{[]string{"--libvirt-domain", "vm-1=g1"}, 0, "--libvirt-domain needs --libvirt-uri"},
+		{[]string{"--libvirt-uri", "qemu:///system", "--libvirt-domain", "vm-3=g3", "--instances", "2"}, 0, "vm-3: no such instance"},
+		{[]string{"--libvirt-uri", "qemu:///system", "--libvirt-domain", "vm-1"}, 0, "want INSTANCE=DOMAIN"},
+		{[]string{"--libvirt-uri", "qemu:///system", "--libvirt-domain", "vm-1=a", "--libvirt-domain", "vm-1=b"}, 0, "mapped twice"},
+		{[]string{"--libvirt-uri", "qemu:///system", "--libvirt-domain", "vm-1=a", "--backend", "none"}, 1000, ""},
 	}
 	for _, c := range cases {
 		var errOut bytes.Buffer
