@@ -35,7 +35,7 @@ const projectID = "PROJECT_ID"
 // responses (URLs in bodies rewritten to point at it), in the style of
 // gophercloud's testhelper. Handlers are registered per test.
 type fakeCloud struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 	mux *http.ServeMux
 	fx  map[string]fixture
@@ -47,7 +47,7 @@ type fakeCloud struct {
 	reqs []*http.Request // every request received (bodies not kept)
 }
 
-func newFakeCloud(t *testing.T) *fakeCloud {
+func newFakeCloud(t testing.TB) *fakeCloud {
 	t.Helper()
 	raw, err := os.ReadFile("testdata/real-cinder-zed.json")
 	if err != nil {

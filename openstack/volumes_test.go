@@ -1,6 +1,7 @@
 package openstack
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,7 +119,7 @@ func TestListVolumesFilters(t *testing.T) {
 // per page (the request's limit, else 1000 like osapi_max_limit), with
 // Cinder-style volumes_links next links; the page numbered failPage (1-based)
 // answers 500.
-func pagedVolumes(t *testing.T, fc *fakeCloud, n, failPage int) {
+func pagedVolumes(t testing.TB, fc *fakeCloud, n, failPage int) {
 	t.Helper()
 	var tmpl struct {
 		Volumes []map[string]any `json:"volumes"`
@@ -271,4 +272,23 @@ func TestAdminActionsRequestBodies(t *testing.T) {
 	if !reflect.DeepEqual(bodies, want) {
 		t.Errorf("bodies:\n got %q\nwant %q", bodies, want)
 	}
+}
+
+// BenchmarkListVolumes20000 lists 20,000 volumes (20 pages of 1000, the
+// reconciler's scale target) from a local HTTP server and reports the API
+// calls per listing.
+func BenchmarkListVolumes20000(b *testing.B) {
+	fc := newFakeCloud(b)
+	pagedVolumes(b, fc, 20000, 0)
+	c := fc.client()
+	ctx := context.Background()
+	before := c.APICalls()
+	b.ResetTimer()
+	for b.Loop() {
+		vs, err := c.ListVolumes(ctx, VolumeFilter{})
+		if err != nil || len(vs) != 20000 {
+			b.Fatalf("%d volumes, %v", len(vs), err)
+		}
+	}
+	b.ReportMetric(float64(c.APICalls()-before)/float64(b.N), "calls/op")
 }
