@@ -104,7 +104,11 @@ type rig struct {
 func newRig(t *testing.T, opts libvirtcompute.Options) rig {
 	t.Helper()
 	conn := libvirttest.Dial(t, "")
-	fw := libvirttest.FirmwareDomain(t, conn, libvirttest.FirmwareOptions{})
+	return newRigOn(t, conn, libvirttest.FirmwareDomain(t, conn, libvirttest.FirmwareOptions{}), opts)
+}
+
+func newRigOn(t *testing.T, conn *libvirtscan.Conn, fw libvirttest.Firmware, opts libvirtcompute.Options) rig {
+	t.Helper()
 	opts.Conn = conn
 	opts.Domains = map[string]string{fw.UUID: fw.Name}
 	backend, err := libvirtcompute.New(opts)
@@ -248,6 +252,45 @@ func TestNovaDetachOnFirmwareGuest(t *testing.T) {
 	d, ok := diskOf(dom.Live, w.ID)
 	if !ok || d.Target != "vdc" {
 		t.Errorf("second volume disk = %+v (found %v), want target vdc (vdb is still live)", d, ok)
+	}
+}
+
+// TestNovaDetachOnLinuxGuest: with a guest that acknowledges hot-unplug
+// (a real Linux kernel), a Nova detach through the API removes the disk from
+// both definitions and the volume becomes available.
+func TestNovaDetachOnLinuxGuest(t *testing.T) {
+	conn := libvirttest.Dial(t, "")
+	g := libvirttest.LinuxDomain(t, conn)
+	r := newRigOn(t, conn, libvirttest.Firmware{Name: g.Name, UUID: g.UUID, Dir: g.Dir},
+		libvirtcompute.Options{Detach: libvirtscan.DetachOptions{Timeout: 10 * time.Second, Attempts: 3}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	v := r.attach(t, "acked")
+	dom, err := r.conn.Domain(ctx, g.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := diskOf(dom.Live, v.ID); !ok {
+		t.Fatalf("attached disk %s not in the live domain", v.ID)
+	}
+	if err := volumeattach.Delete(ctx, r.member.compute, r.inst.ID, v.ID).ExtractErr(); err != nil {
+		t.Fatalf("nova detach: %v", err)
+	}
+	waitVolume(t, r.member.volume, v.ID, "available")
+	dom, err = r.conn.Domain(ctx, g.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := diskOf(dom.Live, v.ID); ok {
+		t.Error("disk still in the live domain after an acknowledged Nova detach")
+	}
+	if _, ok := diskOf(dom.Config, v.ID); ok {
+		t.Error("disk still in the persistent config after Nova detach")
+	}
+	for _, e := range r.sim.Events() {
+		if e.Kind == simcloud.EventDetachFailed {
+			t.Errorf("unexpected detach failure: %+v", e)
+		}
 	}
 }
 
