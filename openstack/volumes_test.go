@@ -292,3 +292,22 @@ func BenchmarkListVolumes20000(b *testing.B) {
 	}
 	b.ReportMetric(float64(c.APICalls()-before)/float64(b.N), "calls/op")
 }
+
+func TestListBrokenPagination(t *testing.T) {
+	fc := newFakeCloud(t)
+	fc.handle("GET "+cinderBase+"/volumes/detail", func(w http.ResponseWriter, r *http.Request) {
+		// A next link back to the first page would loop forever.
+		writeJSON(w, http.StatusOK, map[string]any{"volumes": []any{map[string]any{"id": "a"}},
+			"volumes_links": []any{map[string]string{"rel": "next", "href": fc.srv.URL + r.URL.RequestURI()}}})
+	})
+	fc.handle("GET "+cinderBase+"/attachments/detail", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"volumes": []any{}}) // wrong key
+	})
+	c := fc.client()
+	if vs, err := c.ListVolumes(ctxT(t), VolumeFilter{}); err == nil || vs != nil || !strings.Contains(err.Error(), "pagination loop") {
+		t.Errorf("self-linked page: %v, %v", vs, err)
+	}
+	if as, err := c.ListAttachments(ctxT(t), AttachmentFilter{}); err == nil || as != nil || !strings.Contains(err.Error(), `no "attachments"`) {
+		t.Errorf("wrong key: %v, %v", as, err)
+	}
+}
