@@ -61,8 +61,10 @@ type eventLog struct {
 	mem  []Event
 }
 
+// openEventLog starts a fresh log at path: it covers one simulator's life,
+// so a replay never mixes in a previous run's attachments.
 func openEventLog(path string) (*eventLog, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("simcloud: event log: %w", err)
 	}

@@ -89,6 +89,15 @@ func (s *Sim) detachInfo(serverID, volumeID string) (Attachment, bool) {
 	return a, ok
 }
 
+// backendHolds reports whether the backends hold a (attached and not yet
+// detached).
+func (s *Sim) backendHolds(a Attachment) bool {
+	s.physMu.Lock()
+	defer s.physMu.Unlock()
+	_, ok := s.phys[physKey(a.VolumeID, a.InstanceID)]
+	return ok
+}
+
 // backendAttach calls every backend in order; on failure the ones that
 // succeeded are detached again in reverse order.
 func (s *Sim) backendAttach(ctx context.Context, a Attachment, host, attachmentID string) (string, error) {

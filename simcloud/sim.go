@@ -53,7 +53,8 @@ type Options struct {
 	Backends []ComputeBackend
 	// Region is the catalog region; default "RegionOne".
 	Region string
-	// EventLog is the JSON-lines event file; default <StateDir>/events.jsonl.
+	// EventLog is the JSON-lines event file, truncated at Start; default
+	// <StateDir>/events.jsonl.
 	EventLog string
 	// NovaTaskStates makes servers show OS-EXT-STS:task_state
 	// "attaching_volume"/"detaching_volume" while Nova works on a volume.
@@ -399,8 +400,10 @@ func (s *Sim) SetInstanceStatus(ctx context.Context, instanceID, status string) 
 		if !ok {
 			continue
 		}
-		if err := s.backendDetach(ctx, a, sv.Host, bdms[i].AttachmentID); err != nil {
-			errs = append(errs, err)
+		if s.backendHolds(a) {
+			if err := s.backendDetach(ctx, a, sv.Host, bdms[i].AttachmentID); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		s.model.novaDetachDone(s.clock.Now(), instanceID, bdms[i].VolumeID, true)
 	}
