@@ -186,6 +186,14 @@ func ErrorClass(err error) string {
 		return "in_use"
 	case errors.Is(err, ErrMountCanceled):
 		return "canceled"
+	case errors.Is(err, ErrHeldElsewhere):
+		return "held_elsewhere"
+	case errors.Is(err, ErrNoSuchVolume):
+		return "not_found"
+	case errors.Is(err, ErrAmbiguousName):
+		return "ambiguous_name"
+	case errors.Is(err, ErrVolumeUnusable):
+		return "unusable"
 	case errors.Is(err, ErrIllegalTransition):
 		return "illegal_transition"
 	}

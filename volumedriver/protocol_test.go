@@ -39,6 +39,10 @@ func TestErrorClass(t *testing.T) {
 		"malformed_request":   ValidateMountID(""),
 		"in_use":              fmt.Errorf("remove: %w", &InUseError{VolumeID: tVol, MountIDs: []string{"m1"}}),
 		"canceled":            fmt.Errorf("x: %w", ErrMountCanceled),
+		"held_elsewhere":      &HeldElsewhereError{Name: "v1", VolumeID: tVol, Instance: tOther},
+		"not_found":           fmt.Errorf("source: %w", ErrNoSuchVolume),
+		"ambiguous_name":      fmt.Errorf("source: %w", ErrAmbiguousName),
+		"unusable":            fmt.Errorf("x: %w", ErrVolumeUnusable),
 		"illegal_transition":  &TransitionError{VolumeID: tVol, Phase: PhaseMounted, Event: "MountDone"},
 		"error":               fmt.Errorf("attach: %w", context.DeadlineExceeded),
 	}

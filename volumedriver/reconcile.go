@@ -74,6 +74,9 @@ type ReconcileInput struct {
 	// every volume Cinder lists as attached to this instance. A nil value
 	// means Cinder answered 404. A missing id is ErrIncompleteView.
 	Cinder map[string]*CinderVolume
+	// Policy gives the filesystem of volumes without recorded metadata
+	// (zero value: ext4).
+	Policy OptionPolicy
 }
 
 // Finding is something recovery noticed and decided about, for the log.
@@ -209,9 +212,12 @@ func Reconcile(in ReconcileInput) (Recovery, error) {
 		}
 
 		managed := false
-		fs := FSExt4
+		fs := in.Policy.DefaultFSType
+		if fs == "" {
+			fs = FSExt4
+		}
 		if c != nil {
-			set, err := SettingsFromMetadata(c.Metadata, OptionPolicy{DefaultFSType: FSExt4})
+			set, err := SettingsFromMetadata(c.Metadata, in.Policy)
 			if err != nil {
 				find(id, FindBadMetadata, "%v: treated as not managed", err)
 			} else {

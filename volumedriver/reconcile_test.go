@@ -252,3 +252,18 @@ func TestReconcileRefusesPartialViews(t *testing.T) {
 		t.Errorf("double mount: err = %v", err)
 	}
 }
+
+func TestReconcileUsesThePolicyFilesystemForUnrecordedVolumes(t *testing.T) {
+	c := cv("in-use", tInst)
+	delete(c.Metadata, MetaFSType)
+	in := ReconcileInput{InstanceID: tInst, Layout: tLayout, Mounts: live(), Cinder: map[string]*CinderVolume{tVol: c},
+		Policy: OptionPolicy{DefaultSizeGiB: 1, MaxSizeGiB: 1, DefaultFSType: FSXFS}}
+	rec, err := Reconcile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Volumes) != 1 || rec.Volumes[0].State.FSType != FSXFS || rec.Volumes[0].State.Name != "v1" ||
+		rec.Volumes[0].State.MountDir != tDir || rec.Volumes[0].State.Device != tDev {
+		t.Errorf("recovered %+v", rec.Volumes)
+	}
+}
