@@ -137,6 +137,9 @@ func TestStepTransitions(t *testing.T) {
 		// WaitingDevice
 		{"waiting/mount rides", st(PhaseWaitingDevice), Mount{"m0"},
 			st(PhaseWaitingDevice, func(s *VolumeState) { s.Pending = []string{"m0", "m1"} }), nil, nil, true},
+		{"waiting/unmount of a pending id cancels it", st(PhaseWaitingDevice), Unmount{"m1"},
+			st(PhaseWaitingDevice, func(s *VolumeState) { s.Pending = nil }), nil,
+			[]rep{mErr("m1", ErrMountCanceled), uok("m1")}, true},
 		{"waiting/device found mounts", st(PhaseWaitingDevice), DeviceFound{tDev},
 			st(PhaseMounting), []Action{act(ActMount)}, nil, true},
 		{"waiting/device found but unwanted detaches", st(PhaseWaitingDevice, func(s *VolumeState) { s.Pending = nil }), DeviceFound{tDev},
@@ -156,6 +159,8 @@ func TestStepTransitions(t *testing.T) {
 		// Mounting
 		{"mounting/mount rides", st(PhaseMounting), Mount{"m2"},
 			st(PhaseMounting, func(s *VolumeState) { s.Pending = []string{"m1", "m2"} }), nil, nil, true},
+		{"mounting/unmount of a recovered ref answers at once", st(PhaseMounting, func(s *VolumeState) { s.Refs = []string{"old"} }),
+			Unmount{"old"}, st(PhaseMounting), nil, []rep{uok("old")}, true},
 		{"mounting/mount done answers every waiting mount", st(PhaseMounting, func(s *VolumeState) { s.Pending = []string{"m1", "m2"} }),
 			MountDone{}, st(PhaseMounted, func(s *VolumeState) { s.Refs = []string{"m1", "m2"} }), nil,
 			[]rep{ok("m1"), ok("m2")}, true},
@@ -219,6 +224,8 @@ func TestStepTransitions(t *testing.T) {
 		// Detaching
 		{"detaching/mount waits", st(PhaseDetaching), Mount{"m2"},
 			st(PhaseDetaching, func(s *VolumeState) { s.Pending = []string{"m2"} }), nil, nil, true},
+		{"detaching/unmount of a waiting mount cancels it", st(PhaseDetaching, func(s *VolumeState) { s.Pending = []string{"m2"} }),
+			Unmount{"m2"}, st(PhaseDetaching), nil, []rep{mErr("m2", ErrMountCanceled), uok("m2")}, true},
 		{"detaching/detach done answers the last unmount", st(PhaseDetaching), DetachDone{},
 			st(PhaseDetached, func(s *VolumeState) { s.Releasing, s.AttachmentID, s.Device = nil, "", "" }), nil, []rep{uok("m1")}, true},
 		{"detaching/detach done with a waiting mount re-attaches", st(PhaseDetaching, func(s *VolumeState) { s.Pending = []string{"m2"} }),
@@ -248,6 +255,34 @@ func TestStepTransitions(t *testing.T) {
 			st(PhaseAttached, func(s *VolumeState) { s.Refs = []string{"m1"} }), nil, nil, false},
 		{"attached/lost drops refs and detaches", st(PhaseAttached, func(s *VolumeState) { s.Refs = []string{"m1"} }), Lost{"taken over"},
 			st(PhaseDetaching, func(s *VolumeState) { s.Releasing, s.LastError = nil, "taken over" }), []Action{act(ActDetach)}, nil, true},
+	}
+	// Every legal (phase, event) pair has at least one row: Mount and
+	// Unmount in every phase, Release and Lost in the steady ones, each
+	// result in the phase waiting for it.
+	covered := map[string]bool{}
+	for _, tc := range tests {
+		covered[tc.from.Phase.String()+"+"+tc.ev.eventName()] = true
+	}
+	results := map[Phase][]string{
+		PhaseAttaching: {"AttachDone", "AttachFailed"}, PhaseWaitingDevice: {"DeviceFound", "DeviceFailed"},
+		PhaseMounting: {"MountDone", "MountFailed"}, PhaseUnmounting: {"UnmountDone", "UnmountFailed"},
+		PhaseDetaching: {"DetachDone", "DetachFailed"},
+	}
+	legal := 0
+	for p := PhaseDetached; p <= PhaseAttached; p++ {
+		evs := append([]string{"Mount", "Unmount"}, results[p]...)
+		if p.Steady() {
+			evs = append(evs, "Release", "Lost")
+		}
+		for _, e := range evs {
+			legal++
+			if !covered[p.String()+"+"+e] {
+				t.Errorf("no row for the legal transition %s + %s", p, e)
+			}
+		}
+	}
+	if legal != 32 {
+		t.Errorf("%d legal pairs, want 32", legal)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
