@@ -561,11 +561,12 @@ func TestTokenExpiryReauthenticates(t *testing.T) {
 		t.Fatal("token did not change: no re-authentication happened")
 	}
 
-	// A short lifetime expires by itself.
-	s2 := startSim(t, simcloud.Options{TokenLifetime: 1500 * time.Millisecond})
+	// A short lifetime expires by itself (on the simulator's clock).
+	clock := simcloud.NewManualClock(time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC))
+	s2 := startSim(t, simcloud.Options{Clock: clock, TokenLifetime: time.Minute})
 	c := connect(t, s2.Member(), "3.44")
 	first := c.provider.Token()
-	time.Sleep(2 * time.Second)
+	clock.Advance(61 * time.Second)
 	if _, err := volumes.List(c.volume, nil).AllPages(ctx); err != nil {
 		t.Fatalf("list after lifetime: %v", err)
 	}
@@ -653,12 +654,47 @@ func TestFaults(t *testing.T) {
 	if err := volumeattach.Delete(ctx, member.compute, inst.ID, v.ID).ExtractErr(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
 	if got, _ := volumes.Get(ctx, member.volume, v.ID).Extract(); got.Status != "detaching" {
 		t.Fatalf("hung detach: %q, want detaching", got.Status)
 	}
 	s.Faults().HangNovaDetach(false)
 	waitVolume(t, member.volume, v.ID, "available")
+}
+
+// TestHungDetachNeverCompletes proves on a manual clock that a hung detach
+// stays detaching however much time passes, and finishes once released.
+func TestHungDetachNeverCompletes(t *testing.T) {
+	clock := simcloud.NewManualClock(time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC))
+	rec := newRecorders("loop")
+	s := startSim(t, simcloud.Options{Clock: clock, TokenLifetime: 1000 * time.Hour,
+		Latency: simcloud.Latencies{Detach: time.Second}, Backends: []simcloud.ComputeBackend{rec[0]}})
+	inst, _ := s.AddInstance(simcloud.InstanceSpec{})
+	c := connect(t, s.Member(), "3.44")
+	ctx := context.Background()
+	v := createVolume(t, c.volume, "h")
+	if _, err := volumeattach.Create(ctx, c.compute, inst.ID, volumeattach.CreateOpts{VolumeID: v.ID}).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	waitVolume(t, c.volume, v.ID, "in-use")
+	s.Faults().HangNovaDetach(true)
+	if err := volumeattach.Delete(ctx, c.compute, inst.ID, v.ID).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(100 * time.Hour)
+	if got, _ := volumes.Get(ctx, c.volume, v.ID).Extract(); got.Status != "detaching" || clock.Waiters() != 0 {
+		t.Fatalf("hung detach after 100 h: %q (waiters %d), want detaching with no timer", got.Status, clock.Waiters())
+	}
+	if n := len(rec[0].calls()); n != 1 {
+		t.Fatalf("backend calls %q: the hung detach reached the backend", rec[0].calls())
+	}
+	s.Faults().HangNovaDetach(false)
+	for deadline := time.Now().Add(5 * time.Second); clock.Waiters() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("released detach never waited its latency")
+		}
+	}
+	clock.Advance(time.Second)
+	waitVolume(t, c.volume, v.ID, "available")
 }
 
 func TestCloudsYAML(t *testing.T) {
