@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
 )
 
 // DefaultURI is libvirtd's system qemu driver on the local socket.
@@ -53,11 +55,22 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 	if u.Host != "" {
 		return nil, fmt.Errorf("libvirt URI %q: remote hosts not supported (only the local unix socket)", raw)
 	}
+	dialOpts := []dialers.LocalOption{}
+	if sock := u.Query().Get("socket"); sock != "" {
+		dialOpts = append(dialOpts, dialers.WithSocket(sock))
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		wait := time.Until(dl)
+		if wait <= 0 {
+			return nil, fmt.Errorf("connect to libvirtd (%s): %w", raw, context.DeadlineExceeded)
+		}
+		dialOpts = append(dialOpts, dialers.WithLocalTimeout(wait))
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	lv, err := libvirt.ConnectToURI(u)
-	if err != nil {
+	lv := libvirt.NewWithDialer(dialers.NewLocal(dialOpts...))
+	if err := lv.ConnectToURI(libvirt.RemoteURI(u)); err != nil {
 		return nil, fmt.Errorf("connect to libvirtd (%s): %w", raw, err)
 	}
 	log := opts.Logger

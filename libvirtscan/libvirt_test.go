@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cinderwarden/cinderwarden/internal/testenv"
 	"github.com/cinderwarden/cinderwarden/libvirtscan"
 	"github.com/cinderwarden/cinderwarden/libvirtscan/libvirttest"
 )
@@ -231,11 +232,27 @@ func TestScanTestDriver(t *testing.T) {
 	}
 }
 
-func TestDialRejectsRemote(t *testing.T) {
-	for _, uri := range []string{"qemu+tcp://host/system", "qemu+ssh://host/system", "qemu://host/system"} {
-		if _, err := libvirtscan.Dial(context.Background(), libvirtscan.Options{URI: uri}); err == nil {
+func TestDialRejectsRemoteAndMissingSocket(t *testing.T) {
+	for _, uri := range []string{"qemu+tcp://host/system", "qemu+ssh://host/system", "qemu://host/system",
+		"qemu:///system?socket=" + filepath.Join(t.TempDir(), "no-such-sock")} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := libvirtscan.Dial(ctx, libvirtscan.Options{URI: uri})
+		cancel()
+		if err == nil {
+			_ = c.Close()
 			t.Errorf("%s: no error", uri)
 		}
+	}
+}
+
+// TestDialSocketParameter opens the test driver through an explicitly named
+// daemon socket.
+func TestDialSocketParameter(t *testing.T) {
+	uri := libvirttest.TestDriverURI(t, 2, 1) + "?socket=" + testenv.LibvirtSocket
+	c := libvirttest.Dial(t, uri)
+	doms, _, err := c.Scan(context.Background(), libvirtscan.ScanOptions{})
+	if err != nil || len(doms) != 2 || doms[0].Config.Type != "test" {
+		t.Fatalf("scan through %s: %d domains, %v", uri, len(doms), err)
 	}
 }
 
