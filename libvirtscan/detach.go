@@ -125,7 +125,8 @@ type DetachResult struct {
 	LastLiveError string `json:"last_live_error,omitempty"`
 }
 
-// Gone reports whether the disk is in neither definition any more.
+// Gone reports whether the disk is in neither definition any more. It is
+// meaningful only when DetachDisk returned a nil error.
 func (r DetachResult) Gone() bool { return r.Live != OutcomePending }
 
 // NotPresent reports whether there was nothing to detach anywhere.
