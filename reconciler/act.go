@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cinderwarden/cinderwarden/libvirtscan"
@@ -251,24 +252,14 @@ func itemView(act Action, fresh Observation) any {
 	return v
 }
 
-func equalFoldID(a, b string) bool { return a != "" && len(a) == len(b) && toLower(a) == toLower(b) }
-
-func toLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
+func equalFoldID(a, b string) bool { return a != "" && strings.EqualFold(a, b) }
 
 func diskMatches(d Disk, act Action) bool {
-	vol := toLower(act.Volume)
+	vol := strings.ToLower(act.Volume)
 	switch {
-	case vol != "" && toLower(d.Serial) == vol:
+	case vol != "" && strings.ToLower(d.Serial) == vol:
 		return true
-	case vol != "" && toLower(d.Alias) == "ua-"+vol:
+	case vol != "" && strings.ToLower(d.Alias) == "ua-"+vol:
 		return true
 	case act.Disk != nil && act.Disk.Source != "" && d.Source == act.Disk.Source:
 		return true
