@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 
-pkgs=(docker.io libvirt-daemon-system qemu-system-x86 e2fsprogs xfsprogs busybox-static
+pkgs=(docker.io libvirt-daemon-system qemu-system-x86 e2fsprogs xfsprogs busybox-static curl jq
       cryptsetup-bin util-linux fdisk kmod)
 need=()
 for p in "${pkgs[@]}"; do
