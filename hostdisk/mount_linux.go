@@ -1,10 +1,15 @@
 package hostdisk
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -52,9 +57,54 @@ func sysUnmount(target string, step UnmountMethod) error {
 	return unix.Unmount(target, flags)
 }
 
-// ParseMountInfo parses a /proc/<pid>/mountinfo table.
+// ParseMountInfo parses a /proc/<pid>/mountinfo table. A line the kernel
+// could not have written (fewer than 10 fields, no "-" separator, a mount
+// id or major:minor that is not a decimal number) fails the whole table with
+// an ErrInvalidArgument error naming the line: moby's parser alone reads
+// "x:y" as device 0:0, and a table with a made-up device must not be
+// matched against real ones.
 func ParseMountInfo(r io.Reader) ([]*mountinfo.Info, error) {
-	return mountinfo.GetMountsFromReader(r, nil)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read mountinfo: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	n := 0
+	for sc.Scan() {
+		n++
+		if err := checkMountInfoLine(sc.Text()); err != nil {
+			return nil, fmt.Errorf("mountinfo line %d: %w: %w", n, ErrInvalidArgument, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("mountinfo line %d: %w: %w", n+1, ErrInvalidArgument, err)
+	}
+	infos, err := mountinfo.GetMountsFromReader(bytes.NewReader(data), nil)
+	if err != nil {
+		return nil, fmt.Errorf("mountinfo: %w: %w", ErrInvalidArgument, err)
+	}
+	return infos, nil
+}
+
+// checkMountInfoLine checks what moby's parser takes on trust: the field
+// count and the numbers (it turns anything unparsable into 0).
+func checkMountInfoLine(line string) error {
+	fields := strings.Split(line, " ")
+	if len(fields) < 10 {
+		return fmt.Errorf("%d fields, want at least 10", len(fields))
+	}
+	major, minor, ok := strings.Cut(fields[2], ":")
+	if !ok {
+		return fmt.Errorf("major:minor %q has no colon", fields[2])
+	}
+	for _, f := range []struct{ name, v string }{
+		{"mount id", fields[0]}, {"parent id", fields[1]}, {"major", major}, {"minor", minor},
+	} {
+		if _, err := strconv.Atoi(f.v); err != nil || strings.TrimLeft(f.v, "0123456789") != "" {
+			return fmt.Errorf("%s %q is not a decimal number", f.name, f.v)
+		}
+	}
+	return nil
 }
 
 // deviceNumber returns the major:minor of a block device node.
