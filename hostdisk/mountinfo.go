@@ -43,7 +43,9 @@ func VolumeMountsIn(infos []*mountinfo.Info, mountRoot string) []VolumeMount {
 			continue
 		}
 		id := filepath.Base(in.Mountpoint)
-		if ValidateVolumeID(id) != nil {
+		// Exactly <root>/<id>: a mountpoint of "<root>/" would otherwise
+		// pass as the volume named like the root's last element.
+		if ValidateVolumeID(id) != nil || in.Mountpoint != filepath.Join(mountRoot, id) {
 			continue
 		}
 		vm := VolumeMount{VolumeID: id, Mountpoint: in.Mountpoint, Source: in.Source, Major: in.Major,
