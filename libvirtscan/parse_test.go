@@ -218,3 +218,28 @@ func equalJSON(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
 }
+
+// TestParseDomainMetadataNamespaces: nova's element is found by namespace,
+// whatever its prefix, next to other applications' metadata; a domain
+// without it has no Nova.
+func TestParseDomainMetadataNamespaces(t *testing.T) {
+	doc := `<domain type='kvm'><name>i-1</name><uuid>AAAAAAAA-0000-4000-8000-000000000001</uuid><metadata>
+  <app:thing xmlns:app="http://example.org/app/1"><app:name>not nova</app:name></app:thing>
+  <instance xmlns="http://openstack.org/xmlns/libvirt/nova/1.1"><name>vm-x</name><owner><project uuid="p1">proj</project></owner></instance>
+</metadata></domain>`
+	def, err := ParseDomainBytes([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.UUID != "aaaaaaaa-0000-4000-8000-000000000001" {
+		t.Errorf("uuid not normalised to lower case: %s", def.UUID)
+	}
+	if def.Nova == nil || def.Nova.Name != "vm-x" || def.Nova.ProjectID != "p1" || def.Nova.ProjectName != "proj" {
+		t.Errorf("nova = %+v", def.Nova)
+	}
+	other := `<domain type='kvm'><name>i-2</name><metadata><app:thing xmlns:app="http://example.org/app/1"/></metadata></domain>`
+	def, err = ParseDomainBytes([]byte(other))
+	if err != nil || def.Nova != nil {
+		t.Errorf("foreign metadata only: nova=%+v err=%v, want none", def.Nova, err)
+	}
+}
