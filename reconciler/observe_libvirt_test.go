@@ -32,7 +32,7 @@ const simHost = "compute-1"
 // user: the tenant who attaches volumes through Nova.
 type memberClients struct{ volume, compute *gophercloud.ServiceClient }
 
-func member(t *testing.T, c simcloud.Credentials) memberClients {
+func member(t testing.TB, c simcloud.Credentials) memberClients {
 	t.Helper()
 	ctx := context.Background()
 	p, err := gcopenstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
