@@ -28,6 +28,10 @@ modprobe loop 2>/dev/null || true
 [ -e /dev/loop-control ] || mknod -m 660 /dev/loop-control c 10 237 || true
 for i in $(seq 0 63); do [ -e /dev/loop$i ] || mknod -m 660 /dev/loop$i b 7 $i 2>/dev/null || true; done
 
+# Without udev, /dev/kvm stays root:root 0600; libvirtd then re-probes qemu on
+# every domain define (~35 s each). Give it the group and mode udev would.
+if [ -e /dev/kvm ]; then chgrp kvm /dev/kvm 2>/dev/null || true; chmod 0660 /dev/kvm || true; fi
+
 wait_socket() { # path what seconds
   local i=0
   while [ $i -lt $(( $3 * 10 )) ]; do
