@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cinderwarden/cinderwarden/internal/cloudconfig"
+	"github.com/cinderwarden/cinderwarden/internal/testenv"
+	"github.com/cinderwarden/cinderwarden/openstack"
+	"github.com/cinderwarden/cinderwarden/reconciler"
+	"github.com/cinderwarden/cinderwarden/simcloud"
+)
+
+func TestReconcileFlags(t *testing.T) {
+	base := []string{"--once", "--host", "compute-1"}
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{"neither once nor schedule", []string{"--host", "h"}, 2, "give --once"},
+		{"both once and schedule", []string{"--once", "--schedule", "@every 1m"}, 2, "--once and --schedule: give exactly one"},
+		{"bad cron", []string{"--schedule", "every minute"}, 2, `--schedule "every minute": not a cron expression`},
+		{"scope node", append(base, "--scope", "node"), 2, "--scope node: not implemented yet (issue 4"},
+		{"scope other", append(base, "--scope", "cluster"), 2, `--scope "cluster": want host`},
+		{"output", append(base, "--output", "yaml"), 2, `--output "yaml": want table or json`},
+		{"min sightings", append(base, "--min-sightings", "0"), 2, "--min-sightings 0: want 1 or more"},
+		{"min age", append(base, "--min-age", "-1m"), 2, "--min-age -1m0s: want 0 or more"},
+		{"max actions", append(base, "--max-actions", "-1"), 2, "--max-actions -1: want 0 or more"},
+		{"relative mount base", append(base, "--mount-base", "var/lib/nova/mnt"), 2, `--mount-base "var/lib/nova/mnt": want an absolute`},
+		{"root mount base", append(base, "--mount-base", "/"), 2, `--mount-base "/"`},
+		{"unclean mount base", append(base, "--mount-base", "/var/lib/nova/mnt/"), 2, `--mount-base "/var/lib/nova/mnt/"`},
+		{"empty host", []string{"--once", "--host", ""}, 2, "--host is empty"},
+		{"remote libvirt", append(base, "--libvirt-uri", "qemu+ssh://other/system"), 2, "remote hosts are not supported"},
+		{"bad libvirt", append(base, "--libvirt-uri", "::"), 2, "--libvirt-uri \"::\""},
+		{"metrics listen", append(base, "--metrics-listen", "9478"), 2, `--metrics-listen "9478": want host:port or off`},
+		{"textfile suffix", append(base, "--metrics-textfile", "/tmp/x.txt"), 2, "only files ending in .prom"},
+		{"detach timeout", append(base, "--detach-timeout", "0s"), 2, "--detach-timeout 0s"},
+		{"detach attempts", append(base, "--detach-attempts", "0"), 2, "--detach-attempts 0"},
+		{"state file", append(base, "--state-file", ""), 2, "--state-file is empty"},
+		{"audit log", append(base, "--audit-log", ""), 2, "--audit-log is empty"},
+		{"stray argument", append(base, "now"), 2, "unexpected arguments"},
+		{"unknown flag", append(base, "--dry-run"), 2, "flag provided but not defined"},
+		{"help", []string{"-h"}, 0, "usage: cinderwarden reconcile"},
+		{"once ok", base, 0, ""},
+		{"schedule ok", []string{"--schedule", "*/15 * * * *", "--metrics-listen", "off"}, 0, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			_, code, ok := parseReconcileFlags(tc.args, "compute-1", &stderr)
+			if code != tc.code || ok != (tc.code == 0 && tc.want == "") {
+				t.Errorf("code %d ok %v, want %d; stderr %s", code, ok, tc.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tc.want)
+			}
+		})
+	}
+
+	t.Run("defaults", func(t *testing.T) {
+		c, _, ok := parseReconcileFlags([]string{"--once", "--mount-base", "/var/lib/nova/mnt", "--mount-base", "/mnt/x"}, "cmp-7", &bytes.Buffer{})
+		if !ok {
+			t.Fatal("defaults rejected")
+		}
+		want := reconciler.DefaultPolicy()
+		if c.host != "cmp-7" || c.policy.Apply || c.policy.MinSightings != want.MinSightings || c.policy.MinAge != want.MinAge ||
+			c.policy.MaxActions != want.MaxActions || c.metricsListen != "" || c.libvirtURI != "qemu:///system" || c.output != "table" ||
+			len(c.policy.MountBases) != 2 || c.scope != "host" {
+			t.Errorf("defaults = %+v", c)
+		}
+		s, _, _ := parseReconcileFlags([]string{"--schedule", "@every 5m"}, "cmp-7", &bytes.Buffer{})
+		if s.metricsListen != defaultMetricsListen {
+			t.Errorf("--schedule metrics listen %q, want %q", s.metricsListen, defaultMetricsListen)
+		}
+	})
+}
+
+// TestReconcileOnceJSON runs `cinderwarden reconcile --once --output json`
+// end to end: the simulator over HTTP (clouds.yaml, admin), libvirt's test
+// driver through the real libvirtd holding the instance's domain with a
+// Nova-attached volume and a zombie disk (its volume available in Cinder,
+// unknown to Nova). Exit code 1 (findings), the zombie in the JSON with one
+// sighting, waiting for more; the memory file makes the second run count
+// two; the metrics textfile carries the findings.
+func TestReconcileOnceJSON(t *testing.T) {
+	testenv.RequireLibvirt(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sim, err := simcloud.Start(context.Background(), simcloud.Options{Seed: uint64(time.Now().UnixNano()) | 1, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	dir := t.TempDir()
+	clouds := filepath.Join(dir, "clouds.yaml")
+	if err := sim.WriteCloudsYAML(clouds); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cloudconfig.Resolve(cloudconfig.Options{Cloud: simcloud.CloudAdmin, CloudsFile: clouds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := openstack.New(ctx, cfg, openstack.Options{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := sim.AddInstance(simcloud.InstanceSpec{Host: "compute-1", Admin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newVolume := func(name string) string {
+		v, err := admin.CreateVolume(ctx, openstack.CreateVolumeOpts{Name: name, SizeGiB: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.WaitVolume(ctx, v.ID, openstack.StatusIs("available")); err != nil {
+			t.Fatal(err)
+		}
+		return v.ID
+	}
+	healthy, zombie := newVolume("healthy"), newVolume("zombie")
+	if _, err := admin.AttachVolume(ctx, inst.ID, healthy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.WaitVolume(ctx, healthy, openstack.AttachedTo(inst.ID)); err != nil {
+		t.Fatal(err)
+	}
+	xml := fmt.Sprintf(`<node><domain type='test'>
+  <name>%s</name><uuid>%s</uuid>
+  <metadata><nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1"><nova:name>vm</nova:name></nova:instance></metadata>
+  <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'><source file='/var/lib/nova/instances/%[2]s/disk'/><target dev='vda' bus='virtio'/></disk>
+    <disk type='block' device='disk'><source dev='/dev/sdb'/><target dev='vdb' bus='virtio'/><serial>%[3]s</serial><alias name='ua-%[3]s'/></disk>
+    <disk type='block' device='disk'><source dev='/dev/sdc'/><target dev='vdc' bus='virtio'/><serial>%[4]s</serial><alias name='ua-%[4]s'/></disk>
+  </devices>
+</domain></node>`, inst.InstanceName, inst.ID, healthy, zombie)
+	xmlPath := filepath.Join(dir, "domains.xml")
+	if err := os.WriteFile(xmlPath, []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	textfile := filepath.Join(dir, "cinderwarden.prom")
+	args := []string{"reconcile", "--once", "--output", "json", "--os-cloud", simcloud.CloudAdmin, "--os-client-config-file", clouds,
+		"--libvirt-uri", "test+unix://" + xmlPath, "--host", "compute-1", "--state-file", filepath.Join(dir, "state", "memory.json"),
+		"--audit-log", filepath.Join(dir, "audit.jsonl"), "--metrics-textfile", textfile, "--metrics-listen", "off"}
+
+	for run := 1; run <= 2; run++ {
+		var stdout, stderr bytes.Buffer
+		code := dispatch(ctx, args, &stdout, &stderr)
+		if code != reconciler.ExitFindings {
+			t.Fatalf("run %d: exit %d, want %d; stderr:\n%s\nstdout:\n%s", run, code, reconciler.ExitFindings, stderr.String(), stdout.String())
+		}
+		var res reconciler.Result
+		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+			t.Fatalf("run %d: output is not a JSON result: %v\n%s", run, err, stdout.String())
+		}
+		if res.Aborted || !res.DryRun || res.Host != "compute-1" {
+			t.Errorf("run %d: aborted %v (%v) dry-run %v host %q", run, res.Aborted, res.AbortReasons, res.DryRun, res.Host)
+		}
+		var found bool
+		for _, f := range res.Findings {
+			switch {
+			case f.Class == reconciler.ClassZombieDisk && f.Volume == zombie:
+				found = true
+				if f.Sightings != run {
+					t.Errorf("run %d: zombie seen %d times", run, f.Sightings)
+				}
+			case f.Volume == healthy && f.Severity != reconciler.SeverityInfo:
+				t.Errorf("run %d: healthy volume reported: %+v", run, f)
+			}
+		}
+		if !found {
+			t.Errorf("run %d: no zombie finding for %s in %+v", run, zombie, res.Findings)
+		}
+		for _, a := range res.Actions {
+			if a.Volume == zombie && a.State != reconciler.StateWaiting {
+				t.Errorf("run %d: zombie action %s %q, want waiting (3 sightings by default)", run, a.State, a.Reason)
+			}
+		}
+	}
+	prom, err := os.ReadFile(textfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`cinderwarden_reconcile_findings{class="zombie_disk",severity="warning"} 1`,
+		`cinderwarden_reconcile_actions{class="zombie_disk",kind="libvirt_detach",state="waiting"} 1`,
+		"cinderwarden_reconcile_runs_total 1", "cinderwarden_reconcile_last_success_timestamp_seconds", `openstack_api_requests_total{code="200",request="server_list",service="compute"} 1`} {
+		if !strings.Contains(string(prom), want) {
+			t.Errorf("metrics textfile lacks %q:\n%s", want, prom)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "audit.jsonl")); !os.IsNotExist(err) {
+		t.Errorf("a dry-run wrote the audit log: %v", err)
+	}
+}
