@@ -14,15 +14,19 @@ import (
 func (s *Sim) cinderVersions(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Openstack-Request-Id", s.reqIDs.requestID())
 	w.Header().Set("Openstack-Api-Version", "volume "+cinderMin.String())
+	root := volumeRoot
+	if strings.HasPrefix(r.URL.Path, noAuthVolumeRoot+"/") {
+		root = noAuthVolumeRoot
+	}
 	status := http.StatusMultipleChoices
-	if strings.HasPrefix(r.URL.Path, "/volume/v3") {
+	if strings.HasPrefix(r.URL.Path, root+"/v3") {
 		status = http.StatusOK
 	}
 	s.writeJSON(w, status, map[string]any{"versions": []any{map[string]any{
 		"id": "v3.0",
 		"links": []any{
 			map[string]any{"href": "https://docs.openstack.org/", "rel": "describedby", "type": "text/html"},
-			map[string]any{"href": s.base + "/volume/v3/", "rel": "self"},
+			map[string]any{"href": s.base + root + "/v3/", "rel": "self"},
 		},
 		"media-types": []any{map[string]any{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}},
 		"min_version": cinderMin.String(), "status": "CURRENT", "updated": "2022-08-31T00:00:00Z",
@@ -30,10 +34,12 @@ func (s *Sim) cinderVersions(w http.ResponseWriter, r *http.Request) {
 	}}})
 }
 
-func (s *Sim) volumeLinks(project, id string) []any {
+// volumeLinks are built from the URL the request came in on, as Cinder's
+// view builder does.
+func (s *Sim) volumeLinks(q *request, project, id string) []any {
 	return []any{
-		map[string]any{"href": s.base + "/volume/v3/" + project + "/volumes/" + id, "rel": "self"},
-		map[string]any{"href": s.base + "/volume/" + project + "/volumes/" + id, "rel": "bookmark"},
+		map[string]any{"href": s.base + q.root + "/v3/" + project + "/volumes/" + id, "rel": "self"},
+		map[string]any{"href": s.base + q.root + "/" + project + "/volumes/" + id, "rel": "bookmark"},
 	}
 }
 
@@ -61,7 +67,7 @@ func (s *Sim) renderVolume(q *request, v volumeView, created bool) map[string]an
 		"description":         strPtr(v.Description),
 		"encrypted":           false,
 		"id":                  v.ID,
-		"links":               s.volumeLinks(v.ProjectID, v.ID),
+		"links":               s.volumeLinks(q, v.ProjectID, v.ID),
 		"metadata":            md,
 		"multiattach":         v.Multiattach,
 		"name":                strPtr(v.Name),
@@ -263,7 +269,7 @@ func (s *Sim) volumeList(detail bool) handler {
 			if detail {
 				items = append(items, s.renderVolume(q, v, false))
 			} else {
-				items = append(items, map[string]any{"id": v.ID, "links": s.volumeLinks(v.ProjectID, v.ID), "name": strPtr(v.Name)})
+				items = append(items, map[string]any{"id": v.ID, "links": s.volumeLinks(q, v.ProjectID, v.ID), "name": strPtr(v.Name)})
 			}
 		}
 		out := map[string]any{"volumes": items}

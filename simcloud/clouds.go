@@ -12,6 +12,10 @@ import (
 const (
 	CloudMember = "sim"       // the member user, project "demo"
 	CloudAdmin  = "sim-admin" // the admin user, project "admin"
+	// CloudNoAuth is auth_type noauth: the standalone Cinder at
+	// NoAuthVolumeEndpoint, in the member's project (an admin context
+	// there, as in real noauth Cinder; no Keystone, no Nova).
+	CloudNoAuth = "sim-noauth"
 )
 
 type cloudsFile struct {
@@ -21,19 +25,21 @@ type cloudsFile struct {
 type cloudEntry struct {
 	Auth               cloudAuth `yaml:"auth"`
 	AuthType           string    `yaml:"auth_type"`
-	RegionName         string    `yaml:"region_name"`
-	Interface          string    `yaml:"interface"`
-	IdentityAPIVersion int       `yaml:"identity_api_version"`
+	RegionName         string    `yaml:"region_name,omitempty"`
+	Interface          string    `yaml:"interface,omitempty"`
+	IdentityAPIVersion int       `yaml:"identity_api_version,omitempty"`
 }
 
 type cloudAuth struct {
-	AuthURL           string `yaml:"auth_url"`
-	Username          string `yaml:"username"`
-	Password          string `yaml:"password"`
-	UserDomainName    string `yaml:"user_domain_name"`
-	ProjectName       string `yaml:"project_name"`
-	ProjectID         string `yaml:"project_id"`
-	ProjectDomainName string `yaml:"project_domain_name"`
+	AuthURL           string `yaml:"auth_url,omitempty"`
+	Username          string `yaml:"username,omitempty"`
+	Password          string `yaml:"password,omitempty"`
+	UserDomainName    string `yaml:"user_domain_name,omitempty"`
+	ProjectName       string `yaml:"project_name,omitempty"`
+	ProjectID         string `yaml:"project_id,omitempty"`
+	ProjectDomainName string `yaml:"project_domain_name,omitempty"`
+	// Endpoint is the Cinder base (without project) of a noauth cloud.
+	Endpoint string `yaml:"endpoint,omitempty"`
 }
 
 func entry(c Credentials) cloudEntry {
@@ -45,11 +51,15 @@ func entry(c Credentials) cloudEntry {
 
 // WriteCloudsYAML writes a clouds.yaml (mode 0600, it holds passwords)
 // with clouds "sim" (member) and "sim-admin" (admin), both project-scoped
-// password auth against this simulator's Keystone.
+// password auth against this simulator's Keystone, and "sim-noauth":
+// auth_type noauth with auth.endpoint NoAuthVolumeEndpoint() and
+// auth.project_id the member's project, as internal/cloudconfig reads it.
 func (s *Sim) WriteCloudsYAML(path string) error {
 	b, err := yaml.Marshal(cloudsFile{Clouds: map[string]cloudEntry{
 		CloudMember: entry(s.member),
 		CloudAdmin:  entry(s.admin),
+		CloudNoAuth: {AuthType: "noauth",
+			Auth: cloudAuth{Endpoint: s.NoAuthVolumeEndpoint(), ProjectID: s.member.ProjectID}},
 	}})
 	if err != nil {
 		return fmt.Errorf("simcloud: clouds.yaml: %w", err)

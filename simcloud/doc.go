@@ -10,12 +10,14 @@
 //	})
 //	defer sim.Close()
 //	inst, _ := sim.AddInstance(simcloud.InstanceSpec{Name: "node-a", Host: "compute-a"})
-//	_ = sim.WriteCloudsYAML(path) // clouds "sim" (member) and "sim-admin" (admin)
+//	_ = sim.WriteCloudsYAML(path) // clouds "sim" (member), "sim-admin" (admin), "sim-noauth"
 //
 // One listener (default 127.0.0.1:0) serves, under sim.URL():
 //
 //	/identity/v3          Keystone: POST /auth/tokens (password or token), GET /auth/tokens
 //	/volume/v3/<project>  Cinder: volumes, metadata, actions, attachments (3.27/3.44)
+//	/noauth/volume/v3/<project>  the same Cinder (same volumes) as a standalone
+//	                      deployment with auth_strategy=noauth, see below
 //	/compute/v2.1         Nova: servers, servers/detail, os-volume_attachments
 //	/metadata/<instance>  metadata service: /openstack/latest/meta_data.json
 //	/_sim                 fault controls (admin token), see admin.go
@@ -25,6 +27,20 @@
 // exist: Member() ("demo", roles member and reader, project "demo") and
 // Admin() ("admin", roles admin, member and reader, project "admin").
 // Instances belong to the member's project unless InstanceSpec.Admin.
+//
+// # Standalone Cinder (noauth)
+//
+// /noauth/volume/v3/<project> (NoAuthVolumeEndpoint, cloud "sim-noauth")
+// serves the same Cinder API over the same model with Cinder's
+// NoAuthMiddleware in place of Keystone: X-Auth-Token "<user>:<project>"
+// is believed unchecked (a bare "<user>" is also the project), the context
+// is an admin one (is_admin=True: admin fields shown, admin actions
+// allowed, any project's volume reachable by id), the URL project must
+// still equal the token's (400 "Malformed request url"), and a request
+// with no X-Auth-Token header gets 204 with a made-up token and
+// X-Server-Management-Url instead of an API answer. Nothing there has a
+// catalog or a Nova; Cinder's Nova guard on detach still holds, since the
+// model is shared.
 //
 // # Fidelity
 //

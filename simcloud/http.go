@@ -53,6 +53,11 @@ type request struct {
 	tok    token
 	caller caller
 	ver    apiVersion
+	// root is the service's path prefix ("/volume", "/noauth/volume",
+	// "/compute"), for the links a response carries.
+	root string
+	// noauth: Cinder's NoAuthMiddleware instead of keystonemiddleware.
+	noauth bool
 }
 
 // handler answers a request: status and body (nil for none), or an error
@@ -72,34 +77,40 @@ func (s *Sim) routes() http.Handler {
 		s.writeError(w, svcKeystone, s.reqIDs.requestID(), http.StatusNotFound, "The resource could not be found.")
 	})
 
-	// Cinder.
-	mux.HandleFunc("GET /volume/{$}", s.cinderVersions)
-	mux.HandleFunc("GET /volume/v3/{$}", s.cinderVersions)
-	c := func(pattern string, op Op, h handler) { mux.Handle(pattern, s.api(svcCinder, op, h)) }
-	const p = "/volume/v3/{project}"
-	c("POST "+p+"/volumes", OpVolumeCreate, s.volumeCreate)
-	c("GET "+p+"/volumes", OpVolumeList, s.volumeList(false))
-	c("GET "+p+"/volumes/detail", OpVolumeList, s.volumeList(true))
-	c("GET "+p+"/volumes/{id}", OpVolumeGet, s.volumeGet)
-	c("PUT "+p+"/volumes/{id}", OpVolumeUpdate, s.volumeUpdate)
-	c("DELETE "+p+"/volumes/{id}", OpVolumeDelete, s.volumeDelete)
-	c("GET "+p+"/volumes/{id}/metadata", OpVolumeMetadata, s.metadataGet)
-	c("POST "+p+"/volumes/{id}/metadata", OpVolumeMetadata, s.metadataSet(false))
-	c("PUT "+p+"/volumes/{id}/metadata", OpVolumeMetadata, s.metadataSet(true))
-	c("GET "+p+"/volumes/{id}/metadata/{key}", OpVolumeMetadata, s.metadataKeyGet)
-	c("PUT "+p+"/volumes/{id}/metadata/{key}", OpVolumeMetadata, s.metadataKeyPut)
-	c("DELETE "+p+"/volumes/{id}/metadata/{key}", OpVolumeMetadata, s.metadataKeyDelete)
-	c("POST "+p+"/volumes/{id}/action", OpVolumeAction, s.volumeAction)
-	c("POST "+p+"/attachments", OpAttachmentCreate, s.attachmentCreate)
-	c("GET "+p+"/attachments", OpAttachmentList, s.attachmentList(false))
-	c("GET "+p+"/attachments/detail", OpAttachmentList, s.attachmentList(true))
-	c("GET "+p+"/attachments/{id}", OpAttachmentGet, s.attachmentGet)
-	c("PUT "+p+"/attachments/{id}", OpAttachmentUpdate, s.attachmentUpdate)
-	c("DELETE "+p+"/attachments/{id}", OpAttachmentDelete, s.attachmentDelete)
-	c("POST "+p+"/attachments/{id}/action", OpAttachmentComplete, s.attachmentAction)
-	mux.Handle("/volume/", s.api(svcCinder, "", func(q *request) (int, any, error) {
-		return 0, nil, notFound("The resource could not be found.")
-	}))
+	// Cinder, twice over one model: behind Keystone at /volume, and as a
+	// standalone Cinder with auth_strategy=noauth at /noauth/volume.
+	for _, root := range []string{volumeRoot, noAuthVolumeRoot} {
+		noauth := root == noAuthVolumeRoot
+		mux.HandleFunc("GET "+root+"/{$}", s.cinderVersions)
+		mux.HandleFunc("GET "+root+"/v3/{$}", s.cinderVersions)
+		c := func(pattern string, op Op, h handler) {
+			mux.Handle(pattern, s.apiAt(svcCinder, root, noauth, op, h))
+		}
+		p := root + "/v3/{project}"
+		c("POST "+p+"/volumes", OpVolumeCreate, s.volumeCreate)
+		c("GET "+p+"/volumes", OpVolumeList, s.volumeList(false))
+		c("GET "+p+"/volumes/detail", OpVolumeList, s.volumeList(true))
+		c("GET "+p+"/volumes/{id}", OpVolumeGet, s.volumeGet)
+		c("PUT "+p+"/volumes/{id}", OpVolumeUpdate, s.volumeUpdate)
+		c("DELETE "+p+"/volumes/{id}", OpVolumeDelete, s.volumeDelete)
+		c("GET "+p+"/volumes/{id}/metadata", OpVolumeMetadata, s.metadataGet)
+		c("POST "+p+"/volumes/{id}/metadata", OpVolumeMetadata, s.metadataSet(false))
+		c("PUT "+p+"/volumes/{id}/metadata", OpVolumeMetadata, s.metadataSet(true))
+		c("GET "+p+"/volumes/{id}/metadata/{key}", OpVolumeMetadata, s.metadataKeyGet)
+		c("PUT "+p+"/volumes/{id}/metadata/{key}", OpVolumeMetadata, s.metadataKeyPut)
+		c("DELETE "+p+"/volumes/{id}/metadata/{key}", OpVolumeMetadata, s.metadataKeyDelete)
+		c("POST "+p+"/volumes/{id}/action", OpVolumeAction, s.volumeAction)
+		c("POST "+p+"/attachments", OpAttachmentCreate, s.attachmentCreate)
+		c("GET "+p+"/attachments", OpAttachmentList, s.attachmentList(false))
+		c("GET "+p+"/attachments/detail", OpAttachmentList, s.attachmentList(true))
+		c("GET "+p+"/attachments/{id}", OpAttachmentGet, s.attachmentGet)
+		c("PUT "+p+"/attachments/{id}", OpAttachmentUpdate, s.attachmentUpdate)
+		c("DELETE "+p+"/attachments/{id}", OpAttachmentDelete, s.attachmentDelete)
+		c("POST "+p+"/attachments/{id}/action", OpAttachmentComplete, s.attachmentAction)
+		c(root+"/", "", func(q *request) (int, any, error) {
+			return 0, nil, notFound("The resource could not be found.")
+		})
+	}
 
 	// Nova.
 	mux.HandleFunc("GET /compute/{$}", s.novaVersions)
@@ -128,13 +139,25 @@ func (s *Sim) routes() http.Handler {
 	return mux
 }
 
-// api wraps a Cinder or Nova handler: request id, token validation
-// (keystonemiddleware's 401), project check, microversion negotiation,
-// faults, then the handler.
+// Path prefixes of the two Cinder deployments.
+const (
+	volumeRoot       = "/volume"
+	noAuthVolumeRoot = "/noauth/volume"
+)
+
+// api wraps a Nova handler: see apiAt.
 func (s *Sim) api(svc service, op Op, h handler) http.Handler {
+	return s.apiAt(svc, "/compute", false, op, h)
+}
+
+// apiAt wraps a Cinder or Nova handler served under root: request id,
+// authentication (keystonemiddleware's token validation, or Cinder's
+// NoAuthMiddleware when noauth), project check, microversion negotiation,
+// faults, then the handler.
+func (s *Sim) apiAt(svc service, root string, noauth bool, op Op, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.clock.Now()
-		q := &request{w: w, r: r, svc: svc, rid: s.reqIDs.requestID()}
+		q := &request{w: w, r: r, svc: svc, rid: s.reqIDs.requestID(), root: root, noauth: noauth}
 		status := s.serveAPI(q, op, h)
 		s.log.Debug("simcloud: request", "method", r.Method, "path", r.URL.Path, "status", status,
 			"request_id", q.rid, "took", s.clock.Now().Sub(start))
@@ -147,13 +170,22 @@ func (s *Sim) serveAPI(q *request, op Op, h handler) int {
 	if q.svc == svcNova {
 		w.Header().Set("X-Compute-Request-Id", q.rid)
 	}
-	tok, c, ok := s.model.validate(s.clock.Now(), r.Header.Get("X-Auth-Token"))
-	if !ok {
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Keystone uri=%q", s.base+"/identity"))
-		return s.writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
-			"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
+	if q.noauth {
+		c, status, ok := s.noAuth(q)
+		if !ok {
+			return status
+		}
+		q.caller = c
+	} else {
+		tok, c, ok := s.model.validate(s.clock.Now(), r.Header.Get("X-Auth-Token"))
+		if !ok {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf("Keystone uri=%q", s.base+"/identity"))
+			return s.writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
+				"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
+		}
+		q.tok, q.caller = tok, c
 	}
-	q.tok, q.caller = tok, c
+	c := q.caller
 	if q.svc == svcCinder {
 		if p := r.PathValue("project"); p != "" && p != c.ProjectID {
 			return s.writeError(w, q.svc, q.rid, http.StatusBadRequest, "Malformed request url")
@@ -193,6 +225,47 @@ func (s *Sim) serveAPI(q *request, op Op, h handler) int {
 		return status
 	}
 	return s.writeJSON(w, status, body)
+}
+
+// noAuth is Cinder's NoAuthMiddleware (cinder/api/middleware/auth.py, used
+// with auth_strategy=noauth). Without an X-Auth-Token header it does not
+// reach the API at all: it answers 204 with a token "<user>:<project>"
+// (X-Auth-User and X-Auth-Project-Id, default "admin") and
+// X-Server-Management-Url, the request URL joined with the project. With
+// one, the token "<user>:<project>" (a bare "<user>" is also the project)
+// is believed without a check and the request context is an admin one:
+// is_admin=True, which Cinder's admin_api policy accepts, and which lets
+// the caller see and act on every project's volumes.
+func (s *Sim) noAuth(q *request) (caller, int, bool) {
+	w, r := q.w, q.r
+	vals, present := r.Header[http.CanonicalHeaderKey("X-Auth-Token")]
+	if !present {
+		user, project := r.Header.Get("X-Auth-User"), r.Header.Get("X-Auth-Project-Id")
+		if user == "" {
+			user = "admin"
+		}
+		if project == "" {
+			project = "admin"
+		}
+		u := s.base + r.URL.RequestURI()
+		if !strings.HasSuffix(u, "/") {
+			u += "/"
+		}
+		w.Header().Set("X-Auth-Token", user+":"+project)
+		w.Header().Set("X-Server-Management-Url", u+project)
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		w.WriteHeader(http.StatusNoContent)
+		return caller{}, http.StatusNoContent, false
+	}
+	tok := ""
+	if len(vals) > 0 {
+		tok = vals[0]
+	}
+	user, project, _ := strings.Cut(tok, ":")
+	if project == "" {
+		project = user
+	}
+	return caller{UserID: user, ProjectID: project, Admin: true}, 0, true
 }
 
 func faultMessage(status int) string {

@@ -124,8 +124,9 @@ type Instance struct {
 }
 
 // Sim is a running simulator: Keystone at /identity/v3, Cinder at
-// /volume/v3/<project>, Nova at /compute/v2.1, each instance's metadata
-// service at /metadata/<instance-id>, and fault controls at /_sim.
+// /volume/v3/<project> (and without Keystone at /noauth/volume/v3/<project>),
+// Nova at /compute/v2.1, each instance's metadata service at
+// /metadata/<instance-id>, and fault controls at /_sim.
 type Sim struct {
 	opts        Options
 	clock       Clock
@@ -301,6 +302,19 @@ func (s *Sim) AuthURL() string { return s.base + "/identity/v3" }
 
 // VolumeURL is Cinder's v3 endpoint for a project, as in the catalog.
 func (s *Sim) VolumeURL(projectID string) string { return s.base + "/volume/v3/" + projectID }
+
+// NoAuthVolumeEndpoint is the base of the standalone Cinder that runs with
+// auth_strategy=noauth (over the same volumes), without the project: the
+// "endpoint" of an auth_type noauth cloud, and what gophercloud's
+// noauth.EndpointOpts.CinderEndpoint wants. Requests go to
+// NoAuthVolumeURL(project) with X-Auth-Token "<user>:<project>"; there is
+// no Keystone and no Nova behind it, and every caller is an admin.
+func (s *Sim) NoAuthVolumeEndpoint() string { return s.base + noAuthVolumeRoot + "/v3" }
+
+// NoAuthVolumeURL is the noauth Cinder's v3 endpoint for a project.
+func (s *Sim) NoAuthVolumeURL(projectID string) string {
+	return s.NoAuthVolumeEndpoint() + "/" + projectID
+}
 
 // ComputeURL is Nova's v2.1 endpoint, as in the catalog.
 func (s *Sim) ComputeURL() string { return s.base + "/compute/v2.1" }
