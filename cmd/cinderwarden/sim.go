@@ -65,7 +65,9 @@ func parseSimFlags(args []string, euid int, stderr io.Writer) (simConfig, int, b
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: cinderwarden sim [flags]")
 		fmt.Fprintln(stderr, "\nRuns an OpenStack simulator (Keystone v3, Cinder v3, Nova v2.1, metadata) on HTTP,")
-		fmt.Fprintln(stderr, "writes a clouds.yaml (clouds \"sim\" and \"sim-admin\") and serves until SIGINT/SIGTERM.")
+		fmt.Fprintln(stderr, "writes a clouds.yaml (clouds \"sim\", \"sim-admin\" and \"sim-noauth\") and serves until SIGINT/SIGTERM.")
+		fmt.Fprintln(stderr, "\"sim-noauth\" is auth_type noauth: the same volumes through a standalone Cinder")
+		fmt.Fprintln(stderr, "(auth_strategy=noauth) at volume_url_noauth, without Keystone or Nova.")
 		fmt.Fprintln(stderr, "\nflags:")
 		fs.PrintDefaults()
 	}
@@ -227,8 +229,10 @@ func serveSim(ctx context.Context, cfg simConfig, stdout io.Writer, logger *slog
 	fmt.Fprintf(stdout, "auth_url: %s\n", sim.AuthURL())
 	fmt.Fprintf(stdout, "volume_url: %s (member project %s)\n", sim.VolumeURL(m.ProjectID), m.ProjectID)
 	fmt.Fprintf(stdout, "volume_url_admin: %s (admin project %s)\n", sim.VolumeURL(a.ProjectID), a.ProjectID)
+	fmt.Fprintf(stdout, "volume_url_noauth: %s (auth_type noauth endpoint; project %s as cloud %q)\n",
+		sim.NoAuthVolumeEndpoint(), m.ProjectID, simcloud.CloudNoAuth)
 	fmt.Fprintf(stdout, "compute_url: %s\n", sim.ComputeURL())
-	fmt.Fprintf(stdout, "clouds_yaml: %s (clouds %q and %q)\n", clouds, simcloud.CloudMember, simcloud.CloudAdmin)
+	fmt.Fprintf(stdout, "clouds_yaml: %s (clouds %q, %q and %q)\n", clouds, simcloud.CloudMember, simcloud.CloudAdmin, simcloud.CloudNoAuth)
 	fmt.Fprintf(stdout, "state_dir: %s\n", stateDir)
 	fmt.Fprintf(stdout, "event_log: %s\n", sim.EventLogPath())
 	backends := cfg.backend

@@ -13,6 +13,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+
+	"github.com/cinderwarden/cinderwarden/internal/cloudconfig"
+	cwopenstack "github.com/cinderwarden/cinderwarden/openstack"
 )
 
 func TestSimFlagValidation(t *testing.T) {
@@ -94,7 +97,8 @@ func TestSimServesUntilCancelled(t *testing.T) {
 	if n := strings.Count(text, "instance: id="); n != 2 {
 		t.Fatalf("printed %d instances, want 2:\n%s", n, text)
 	}
-	for _, want := range []string{"auth_url: http://127.0.0.1:", "compute_url:", "clouds_yaml: " + cloudsPath, "metadata_url=http://", "node_dev_dir=" + filepath.Join(dir, "state", "nodes")} {
+	for _, want := range []string{"auth_url: http://127.0.0.1:", "compute_url:", "clouds_yaml: " + cloudsPath, "metadata_url=http://",
+		"node_dev_dir=" + filepath.Join(dir, "state", "nodes"), "/noauth/volume/v3 (auth_type noauth endpoint", `"sim-noauth"`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -118,6 +122,28 @@ func TestSimServesUntilCancelled(t *testing.T) {
 	}
 	if ss, _ := servers.ExtractServers(pages); len(ss) != 2 {
 		t.Fatalf("servers: %d, want 2", len(ss))
+	}
+	// The sim-noauth cloud works through cloudconfig and our client:
+	// Cinder only, no Nova, and it sees the member's (empty) project.
+	for _, v := range []string{"OS_CLOUD", "OS_CLIENT_CONFIG_FILE", "OS_INTERFACE", "OS_CACERT"} {
+		t.Setenv(v, "")
+	}
+	nacfg, err := cloudconfig.Resolve(cloudconfig.Options{Cloud: "sim-noauth", CloudsFile: cloudsPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !nacfg.IsNoAuth() || !strings.Contains(text, "volume_url_noauth: "+nacfg.NoAuth.Endpoint+" ") {
+		t.Fatalf("sim-noauth resolves to %v; printed:\n%s", nacfg, text)
+	}
+	na, err := cwopenstack.New(ctx, nacfg, cwopenstack.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if na.HasCompute() {
+		t.Error("sim-noauth client has a Nova")
+	}
+	if vs, err := na.ListVolumes(ctx, cwopenstack.VolumeFilter{}); err != nil || len(vs) != 0 {
+		t.Errorf("sim-noauth volumes: %v, %v; want none", vs, err)
 	}
 	cancel()
 	select {
