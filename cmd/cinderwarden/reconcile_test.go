@@ -86,28 +86,29 @@ func TestReconcileFlags(t *testing.T) {
 	})
 }
 
-// TestReconcileOnceJSON runs `cinderwarden reconcile --once --output json`
-// end to end: the simulator over HTTP (clouds.yaml, admin), libvirt's test
-// driver through the real libvirtd holding the instance's domain with a
-// Nova-attached volume and a zombie disk (its volume available in Cinder,
-// unknown to Nova). Exit code 1 (findings), the zombie in the JSON with one
-// sighting, waiting for more; the memory file makes the second run count
-// two; the metrics textfile carries the findings.
-func TestReconcileOnceJSON(t *testing.T) {
+// reconcileFixture is the simulator over HTTP (clouds.yaml) with one
+// instance on compute-1, and libvirt's test driver (through the real
+// libvirtd) holding its domain with a Nova-attached volume (healthy) and a
+// zombie disk (its volume available in Cinder, unknown to Nova).
+type reconcileFixture struct {
+	dir, clouds, xmlPath string
+	healthy, zombie      string
+}
+
+func newReconcileFixture(t *testing.T, ctx context.Context) reconcileFixture {
+	t.Helper()
 	testenv.RequireLibvirt(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	sim, err := simcloud.Start(context.Background(), simcloud.Options{Seed: uint64(time.Now().UnixNano()) | 1, StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
-	dir := t.TempDir()
-	clouds := filepath.Join(dir, "clouds.yaml")
-	if err := sim.WriteCloudsYAML(clouds); err != nil {
+	f := reconcileFixture{dir: t.TempDir()}
+	f.clouds = filepath.Join(f.dir, "clouds.yaml")
+	if err := sim.WriteCloudsYAML(f.clouds); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := cloudconfig.Resolve(cloudconfig.Options{Cloud: simcloud.CloudAdmin, CloudsFile: clouds})
+	cfg, err := cloudconfig.Resolve(cloudconfig.Options{Cloud: simcloud.CloudAdmin, CloudsFile: f.clouds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestReconcileOnceJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst, err := sim.AddInstance(simcloud.InstanceSpec{Host: "compute-1", Admin: true})
+	inst, err := sim.AddInstance(simcloud.InstanceSpec{Host: "compute-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +130,11 @@ func TestReconcileOnceJSON(t *testing.T) {
 		}
 		return v.ID
 	}
-	healthy, zombie := newVolume("healthy"), newVolume("zombie")
-	if _, err := admin.AttachVolume(ctx, inst.ID, healthy); err != nil {
+	f.healthy, f.zombie = newVolume("healthy"), newVolume("zombie")
+	if _, err := admin.AttachVolume(ctx, inst.ID, f.healthy); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.WaitVolume(ctx, healthy, openstack.AttachedTo(inst.ID)); err != nil {
+	if _, err := admin.WaitVolume(ctx, f.healthy, openstack.AttachedTo(inst.ID)); err != nil {
 		t.Fatal(err)
 	}
 	xml := fmt.Sprintf(`<node><domain type='test'>
@@ -145,49 +146,73 @@ func TestReconcileOnceJSON(t *testing.T) {
     <disk type='block' device='disk'><source dev='/dev/sdb'/><target dev='vdb' bus='virtio'/><serial>%[3]s</serial><alias name='ua-%[3]s'/></disk>
     <disk type='block' device='disk'><source dev='/dev/sdc'/><target dev='vdc' bus='virtio'/><serial>%[4]s</serial><alias name='ua-%[4]s'/></disk>
   </devices>
-</domain></node>`, inst.InstanceName, inst.ID, healthy, zombie)
-	xmlPath := filepath.Join(dir, "domains.xml")
-	if err := os.WriteFile(xmlPath, []byte(xml), 0o644); err != nil {
+</domain></node>`, inst.InstanceName, inst.ID, f.healthy, f.zombie)
+	f.xmlPath = filepath.Join(f.dir, "domains.xml")
+	if err := os.WriteFile(f.xmlPath, []byte(xml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	textfile := filepath.Join(dir, "cinderwarden.prom")
-	args := []string{"reconcile", "--once", "--output", "json", "--os-cloud", simcloud.CloudAdmin, "--os-client-config-file", clouds,
-		"--libvirt-uri", "test+unix://" + xmlPath, "--host", "compute-1", "--state-file", filepath.Join(dir, "state", "memory.json"),
-		"--audit-log", filepath.Join(dir, "audit.jsonl"), "--metrics-textfile", textfile, "--metrics-listen", "off"}
+	return f
+}
 
+func (f reconcileFixture) args(cloud string, extra ...string) []string {
+	return append([]string{"reconcile", "--os-cloud", cloud, "--os-client-config-file", f.clouds,
+		"--libvirt-uri", "test+unix://" + f.xmlPath, "--host", "compute-1", "--state-file", filepath.Join(f.dir, "state", "memory.json"),
+		"--audit-log", filepath.Join(f.dir, "audit.jsonl"), "--metrics-listen", "off"}, extra...)
+}
+
+// checkZombie decodes a JSON result and checks the zombie finding (seen
+// `seen` times, action in state want) and that the healthy volume is not
+// reported.
+func (f reconcileFixture) checkZombie(t *testing.T, out []byte, seen int, want reconciler.ActionState) reconciler.Result {
+	t.Helper()
+	var res reconciler.Result
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("output is not a JSON result: %v\n%s", err, out)
+	}
+	if res.Aborted || !res.DryRun || res.Host != "compute-1" {
+		t.Errorf("aborted %v (%v) dry-run %v host %q", res.Aborted, res.AbortReasons, res.DryRun, res.Host)
+	}
+	var found bool
+	for _, fd := range res.Findings {
+		switch {
+		case fd.Class == reconciler.ClassZombieDisk && fd.Volume == f.zombie:
+			found = true
+			if fd.Sightings != seen {
+				t.Errorf("zombie seen %d times, want %d", fd.Sightings, seen)
+			}
+		case fd.Volume == f.healthy && fd.Severity != reconciler.SeverityInfo:
+			t.Errorf("healthy volume reported: %+v", fd)
+		}
+	}
+	if !found {
+		t.Errorf("no zombie finding for %s in %+v", f.zombie, res.Findings)
+	}
+	for _, a := range res.Actions {
+		if a.Volume == f.zombie && a.State != want {
+			t.Errorf("zombie action %s %q, want %s", a.State, a.Reason, want)
+		}
+	}
+	return res
+}
+
+// TestReconcileOnceJSON runs `cinderwarden reconcile --once --output json`
+// end to end, twice: exit code 1 (findings), the zombie in the JSON with
+// one sighting then two (the memory file), waiting for the default three;
+// the metrics textfile carries findings, actions and API calls; a dry-run
+// writes no audit log.
+func TestReconcileOnceJSON(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := newReconcileFixture(t, ctx)
+	textfile := filepath.Join(f.dir, "cinderwarden.prom")
+	args := f.args(simcloud.CloudAdmin, "--once", "--output", "json", "--metrics-textfile", textfile)
 	for run := 1; run <= 2; run++ {
 		var stdout, stderr bytes.Buffer
 		code := dispatch(ctx, args, &stdout, &stderr)
 		if code != reconciler.ExitFindings {
 			t.Fatalf("run %d: exit %d, want %d; stderr:\n%s\nstdout:\n%s", run, code, reconciler.ExitFindings, stderr.String(), stdout.String())
 		}
-		var res reconciler.Result
-		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-			t.Fatalf("run %d: output is not a JSON result: %v\n%s", run, err, stdout.String())
-		}
-		if res.Aborted || !res.DryRun || res.Host != "compute-1" {
-			t.Errorf("run %d: aborted %v (%v) dry-run %v host %q", run, res.Aborted, res.AbortReasons, res.DryRun, res.Host)
-		}
-		var found bool
-		for _, f := range res.Findings {
-			switch {
-			case f.Class == reconciler.ClassZombieDisk && f.Volume == zombie:
-				found = true
-				if f.Sightings != run {
-					t.Errorf("run %d: zombie seen %d times", run, f.Sightings)
-				}
-			case f.Volume == healthy && f.Severity != reconciler.SeverityInfo:
-				t.Errorf("run %d: healthy volume reported: %+v", run, f)
-			}
-		}
-		if !found {
-			t.Errorf("run %d: no zombie finding for %s in %+v", run, zombie, res.Findings)
-		}
-		for _, a := range res.Actions {
-			if a.Volume == zombie && a.State != reconciler.StateWaiting {
-				t.Errorf("run %d: zombie action %s %q, want waiting (3 sightings by default)", run, a.State, a.Reason)
-			}
-		}
+		f.checkZombie(t, stdout.Bytes(), run, reconciler.StateWaiting)
 	}
 	prom, err := os.ReadFile(textfile)
 	if err != nil {
@@ -195,12 +220,84 @@ func TestReconcileOnceJSON(t *testing.T) {
 	}
 	for _, want := range []string{`cinderwarden_reconcile_findings{class="zombie_disk",severity="warning"} 1`,
 		`cinderwarden_reconcile_actions{class="zombie_disk",kind="libvirt_detach",state="waiting"} 1`,
-		"cinderwarden_reconcile_runs_total 1", "cinderwarden_reconcile_last_success_timestamp_seconds", `openstack_api_requests_total{code="200",request="server_list",service="compute"} 1`} {
+		"cinderwarden_reconcile_runs_total 1", "cinderwarden_reconcile_last_success_timestamp_seconds",
+		`openstack_api_requests_total{code="200",request="server_list",service="compute"} 1`} {
 		if !strings.Contains(string(prom), want) {
 			t.Errorf("metrics textfile lacks %q:\n%s", want, prom)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "audit.jsonl")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(f.dir, "audit.jsonl")); !os.IsNotExist(err) {
 		t.Errorf("a dry-run wrote the audit log: %v", err)
+	}
+}
+
+// TestReconcileNoAuthCinder runs against the simulator's Keystone-less
+// Cinder: Nova is not configured, the zombie is still found, and --apply
+// does not act on it (act-without-nova is off), so the exit code is 1.
+func TestReconcileNoAuthCinder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := newReconcileFixture(t, ctx)
+	var stdout, stderr bytes.Buffer
+	code := dispatch(ctx, f.args(simcloud.CloudNoAuth, "--once", "--output", "json", "--min-sightings", "1", "--min-age", "0s", "--apply"), &stdout, &stderr)
+	if code != reconciler.ExitFindings {
+		t.Fatalf("exit %d, want %d; stderr:\n%s\nstdout:\n%s", code, reconciler.ExitFindings, stderr.String(), stdout.String())
+	}
+	var res reconciler.Result
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Sources["nova"].State != reconciler.SourceNotConfigured || res.Sources["cinder"].State != reconciler.SourceOK {
+		t.Errorf("sources %+v", res.Sources)
+	}
+	var found bool
+	for _, a := range res.Actions {
+		if a.Volume == f.zombie && a.Kind == reconciler.ActionLibvirtDetach {
+			found = true
+			if a.State != reconciler.StateBlocked || !strings.Contains(a.Reason, "nova is not configured") {
+				t.Errorf("zombie action without Nova: %s %q, want blocked", a.State, a.Reason)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no libvirt_detach action for the zombie: %+v", res.Actions)
+	}
+}
+
+// TestReconcileSchedule runs the long-running mode on "@every 1s" until
+// the first run has written its textfile, then cancels: it exits 0.
+func TestReconcileSchedule(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := newReconcileFixture(t, ctx)
+	textfile := filepath.Join(f.dir, "cinderwarden.prom")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	var stdout, stderr bytes.Buffer
+	go func() {
+		done <- dispatch(runCtx, f.args(simcloud.CloudAdmin, "--schedule", "@every 1s", "--metrics-textfile", textfile), &stdout, &stderr)
+	}()
+	for delay := 20 * time.Millisecond; ; delay = min(delay*2, 200*time.Millisecond) {
+		if b, err := os.ReadFile(textfile); err == nil && strings.Contains(string(b), "cinderwarden_reconcile_runs_total 1") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			t.Fatalf("no run within the deadline; stderr:\n%s", stderr.String())
+		case <-time.After(delay):
+		}
+	}
+	stop()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d after cancel, want 0; stderr:\n%s", code, stderr.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("reconcile --schedule did not stop after cancel")
+	}
+	if !strings.Contains(stdout.String(), "zombie_disk") {
+		t.Errorf("scheduled run printed no zombie finding:\n%s", stdout.String())
 	}
 }
