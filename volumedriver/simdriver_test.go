@@ -98,7 +98,7 @@ func newSimNode(tb testing.TB, o simNodeOptions) *simNode {
 	}
 	n := &simNode{sim: sim, inst: inst, cloud: cloud, root: root, state: filepath.Join(dir, "state")}
 	n.drv, err = New(ctx, Config{Cloud: cloud, Host: host, Identity: id, StateDir: n.state,
-		Policy: policy,
+		Policy:        policy,
 		AttachTimeout: 30 * time.Second, DeviceTimeout: 20 * time.Second, CreateTimeout: 30 * time.Second, Logger: logger})
 	if err != nil {
 		tb.Fatal(err)
