@@ -184,3 +184,37 @@ func TestManualClockDrivesNovaLatency(t *testing.T) {
 		t.Fatalf("updated_at %s, want the simulated %s", got.UpdatedAt, want)
 	}
 }
+
+// TestNovaAttachAcceptedShape pins the create response to real Nova's: the
+// attach is asynchronous, so at every microversion it answers with the legacy
+// id (= volume id) and never attachment_id or bdm_uuid, which only list and
+// show carry from 2.89 on.
+func TestNovaAttachAcceptedShape(t *testing.T) {
+	s := startSim(t, simcloud.Options{})
+	inst, _ := s.AddInstance(simcloud.InstanceSpec{})
+	c := connect(t, s.Member(), "3.44")
+	for _, mv := range []string{"2.1", "2.79", "2.89"} {
+		v := createVolume(t, c.volume, "shape-"+mv)
+		waitVolume(t, c.volume, v.ID, "available")
+		c.compute.Microversion = mv
+		status, got := raw(t, c.compute, "POST", c.compute.ServiceURL("servers", inst.ID, "os-volume_attachments"),
+			`{"volumeAttachment": {"volumeId": "`+v.ID+`"}}`)
+		va, _ := got["volumeAttachment"].(map[string]any)
+		if status != 200 || va == nil {
+			t.Fatalf("%s: attach answered %d %v", mv, status, got)
+		}
+		if va["id"] != v.ID || va["volumeId"] != v.ID || va["serverId"] != inst.ID {
+			t.Errorf("%s: ids wrong: %v", mv, va)
+		}
+		for _, k := range []string{"attachment_id", "bdm_uuid"} {
+			if _, ok := va[k]; ok {
+				t.Errorf("%s: create response has %q, real Nova's never does: %v", mv, k, va)
+			}
+		}
+		_, hasDOT := va["delete_on_termination"]
+		if want := mv != "2.1"; hasDOT != want {
+			t.Errorf("%s: delete_on_termination present=%v, want %v", mv, hasDOT, want)
+		}
+		waitVolume(t, c.volume, v.ID, "in-use")
+	}
+}

@@ -189,6 +189,20 @@ func renderVolumeAttachment(q *request, serverID string, b bdm) map[string]any {
 	return out
 }
 
+// renderAttachAccepted is what Nova's create answers at every microversion:
+// the attach is still asynchronous, so it carries the legacy id (the volume
+// id) and never attachment_id or bdm_uuid, which only list/show have (2.89+).
+func renderAttachAccepted(q *request, serverID string, b bdm) map[string]any {
+	out := map[string]any{"id": b.VolumeID, "device": b.Device, "serverId": serverID, "volumeId": b.VolumeID}
+	if q.ver.atLeast(2, 70) {
+		out["tag"] = b.Tag
+	}
+	if q.ver.atLeast(2, 79) {
+		out["delete_on_termination"] = b.DeleteOnTermination
+	}
+	return out
+}
+
 func (s *Sim) novaAttachmentList(q *request) (int, any, error) {
 	bdms, sv, err := s.model.serverBDMs(s.clock.Now(), q.caller, q.r.PathValue("id"))
 	if err != nil {
@@ -260,7 +274,7 @@ func (s *Sim) novaAttach(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	s.startNovaAttach(sv.ID, volumeID, sv.Host, b.AttachmentID)
-	return http.StatusOK, map[string]any{"volumeAttachment": renderVolumeAttachment(q, sv.ID, b)}, nil
+	return http.StatusOK, map[string]any{"volumeAttachment": renderAttachAccepted(q, sv.ID, b)}, nil
 }
 
 // novaDetach accepts a detach (202): the volume goes detaching now;
