@@ -162,7 +162,8 @@ func diskIn(def *libvirtscan.Definition, serial string) bool {
 //     Cinder for the instance, never in the domain) as
 //     stale_cinder_attachment; a second zombie whose volume is reset to
 //     detaching is skipped;
-//   - seen once with MinSightings 2 nothing is acted on;
+//   - seen once with MinSightings 2 nothing is acted on; with a cap of one
+//     action per run, one is ready and the other deferred;
 //   - with --apply on the second run the zombie leaves the persistent
 //     config while the live removal is reported pending (the firmware never
 //     acknowledges), the stale attachment is deleted, the detaching volume's
@@ -173,30 +174,7 @@ func TestReconcileRealLibvirtAndSim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
 	defer cancel()
 	fw := libvirttest.FirmwareDomain(t, conn, libvirttest.FirmwareOptions{})
-	backend, err := libvirtcompute.New(libvirtcompute.Options{Conn: conn, Domains: map[string]string{fw.UUID: fw.Name},
-		Detach: libvirtscan.DetachOptions{Timeout: 300 * time.Millisecond, Attempts: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A seed of its own: other tests' simulators (seed 1) generate the same
-	// volume ids, and their domains share this libvirtd.
-	sim, err := simcloud.Start(context.Background(), simcloud.Options{Seed: uint64(time.Now().UnixNano()) | 1,
-		StateDir: libvirttest.SharedDir(t), Backends: []simcloud.ComputeBackend{backend}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		backend.SetDomain(fw.UUID, "") // the firmware guest would refuse the detach on Close
-		if err := sim.Close(); err != nil {
-			t.Errorf("close simulator: %v", err)
-		}
-	})
-	inst, err := sim.AddInstance(simcloud.InstanceSpec{ID: fw.UUID, Host: simHost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := member(t, sim.Member())
-	cloud := adminClient(t, sim)
+	sim, m, cloud, inst := simOnDomain(t, conn, fw.UUID, fw.Name)
 
 	zVol := zombie(t, ctx, sim, cloud, m, inst.ID, "zombie")
 	dVol := zombie(t, ctx, sim, cloud, m, inst.ID, "zombie-detaching")
@@ -269,6 +247,18 @@ func TestReconcileRealLibvirtAndSim(t *testing.T) {
 	if r2.Aborted {
 		t.Fatalf("run 2 aborted: %v", r2.AbortReasons)
 	}
+	capPol := pol
+	capPol.MaxActions = 1
+	capped := reconciler.Plan(o2, r1.Memory, capPol, now.Add(time.Minute))
+	deferred := 0
+	for _, a := range capped.Actions {
+		if a.State == reconciler.StateDeferred {
+			deferred++
+		}
+	}
+	if n := len(capped.Executable()); n != 1 || deferred != 1 {
+		t.Errorf("cap of 1: %d executable, %d deferred; want 1 and 1", n, deferred)
+	}
 	if err := actor.Execute(ctx, &r2); err != nil {
 		t.Fatal(err)
 	}
@@ -323,6 +313,78 @@ func TestReconcileRealLibvirtAndSim(t *testing.T) {
 		if a.State != reconciler.StateAborted {
 			t.Errorf("action %s %s is %s, want aborted", a.Kind, a.Volume, a.State)
 		}
+	}
+}
+
+// simOnDomain starts a simulator whose libvirt compute backend maps one
+// Nova instance on simHost (id = the domain uuid, as with real Nova) to the
+// domain.
+func simOnDomain(t *testing.T, conn *libvirtscan.Conn, uuid, name string) (*simcloud.Sim, memberClients, *openstack.Client, simcloud.Instance) {
+	t.Helper()
+	backend, err := libvirtcompute.New(libvirtcompute.Options{Conn: conn, Domains: map[string]string{uuid: name},
+		Detach: libvirtscan.DetachOptions{Timeout: 300 * time.Millisecond, Attempts: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A seed of its own: other tests' simulators (seed 1) generate the same
+	// volume ids, and their domains share this libvirtd.
+	sim, err := simcloud.Start(context.Background(), simcloud.Options{Seed: uint64(time.Now().UnixNano()) | 1,
+		StateDir: libvirttest.SharedDir(t), Backends: []simcloud.ComputeBackend{backend}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		backend.SetDomain(uuid, "") // a firmware guest would refuse the detach on Close
+		if err := sim.Close(); err != nil {
+			t.Errorf("close simulator: %v", err)
+		}
+	})
+	inst, err := sim.AddInstance(simcloud.InstanceSpec{ID: uuid, Host: simHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, member(t, sim.Member()), adminClient(t, sim), inst
+}
+
+// TestReconcileLinuxGuestZombie: on a qemu TCG domain booting a real Linux
+// kernel (it acknowledges ACPI hot-unplug), --apply removes a zombie disk
+// from both definitions and sees libvirt's DEVICE_REMOVED event: the action
+// is done, not pending.
+func TestReconcileLinuxGuestZombie(t *testing.T) {
+	conn := libvirttest.Dial(t, "")
+	g := libvirttest.LinuxDomain(t, conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+	sim, m, cloud, inst := simOnDomain(t, conn, g.UUID, g.Name)
+	zVol := zombie(t, ctx, sim, cloud, m, inst.ID, "zombie")
+
+	audit, err := reconciler.OpenAuditLog(filepath.Join(t.TempDir(), "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer audit.Close()
+	obs := &reconciler.Observer{Host: simHost, Libvirt: conn, Cloud: cloud}
+	res := reconciler.Plan(obs.Observe(ctx), reconciler.NewMemory(), reconciler.Policy{Apply: true, MinSightings: 1, MaxActions: 5}, time.Now())
+	if res.Aborted {
+		t.Fatalf("aborted: %v", res.AbortReasons)
+	}
+	if f := findingsFor(res, inst.ID)["zombie_disk/"+zVol]; f.Class != reconciler.ClassZombieDisk {
+		t.Fatalf("no zombie finding for %s: %+v", zVol, res.Findings)
+	}
+	actor := &reconciler.Actor{Observer: obs, Audit: audit, Detach: libvirtscan.DetachOptions{Timeout: 10 * time.Second, Attempts: 3}}
+	if err := actor.Execute(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	a := actionFor(t, res, inst.ID, reconciler.ActionLibvirtDetach, zVol)
+	if a.State != reconciler.StateDone || !strings.Contains(a.Reason, "device-removed event seen: true") {
+		t.Errorf("zombie detach on the Linux guest: %s %q, want done with the device-removed event", a.State, a.Reason)
+	}
+	dom, err := conn.Domain(ctx, g.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diskIn(dom.Config, zVol) || diskIn(dom.Live, zVol) {
+		t.Errorf("zombie %s still in config %v / live %v", zVol, diskIn(dom.Config, zVol), diskIn(dom.Live, zVol))
 	}
 }
 
