@@ -161,7 +161,8 @@ func diskIn(def *libvirtscan.Definition, serial string) bool {
 //     zombie_disk; a stale Cinder attachment (created and completed in
 //     Cinder for the instance, never in the domain) as
 //     stale_cinder_attachment; a second zombie whose volume is reset to
-//     detaching is skipped;
+//     detaching is skipped, and so is an attachment only reserved for the
+//     instance (seen only through GET /attachments);
 //   - seen once with MinSightings 2 nothing is acted on; with a cap of one
 //     action per run, one is ready and the other deferred;
 //   - with --apply on the second run the zombie leaves the persistent
@@ -191,6 +192,13 @@ func TestReconcileRealLibvirtAndSim(t *testing.T) {
 	}
 	if err := attachments.Complete(ctx, m.volume, att.ID).ExtractErr(); err != nil {
 		t.Fatalf("complete Cinder attachment: %v", err)
+	}
+	// A Cinder attachment reserved for the instance (no connector yet):
+	// the volume is "reserved", the record shows only in GET /attachments.
+	rVol := createVolume(t, ctx, cloud, m, "reserved")
+	reserved, err := attachments.Create(ctx, m.volume, attachments.CreateOpts{VolumeUUID: rVol, InstanceUUID: inst.ID}).Extract()
+	if err != nil {
+		t.Fatalf("reserve volume: %v", err)
 	}
 	for range 3 { // more in-use volumes so the in-use listing has ≥ 3 pages of 1
 		novaAttach(t, ctx, cloud, m, inst.ID, createVolume(t, ctx, cloud, m, "filler"))
@@ -227,6 +235,9 @@ func TestReconcileRealLibvirtAndSim(t *testing.T) {
 	}
 	if f, ok := got["stale_cinder_attachment/"+sVol]; !ok || f.Attachment != att.ID {
 		t.Errorf("stale attachment %s: %+v", att.ID, f)
+	}
+	if f, ok := got["stale_cinder_attachment/"+rVol]; !ok || f.Attachment != reserved.ID || !strings.Contains(f.Skipped, "reserved") {
+		t.Errorf("reserved attachment %s: %+v (found %v), want skipped as reserved", reserved.ID, f, ok)
 	}
 	for k, f := range got {
 		if strings.HasSuffix(k, healthy) && f.Severity != reconciler.SeverityInfo {
