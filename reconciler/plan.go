@@ -3,6 +3,7 @@ package reconciler
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -82,10 +83,16 @@ func Plan(obs Observation, mem Memory, pol Policy, now time.Time) Result {
 			c.f.Skipped = c.skip
 			delete(next.Sightings, c.f.Key)
 		default:
-			if !had {
+			if !had || now.Before(s.LastSeen) {
+				// First sighting, or the clock went back since the last
+				// one: an age measured across the step cannot be trusted,
+				// so counting starts again (keeping the old first sighting
+				// would save last < first, a memory the next run refuses).
 				s = Sighting{Class: c.f.Class, FirstSeen: now}
 			}
-			s.Count++
+			if s.Count < math.MaxInt {
+				s.Count++
+			}
 			s.LastSeen = now
 			next.Sightings[c.f.Key] = s
 			seen[c.f.Key] = true

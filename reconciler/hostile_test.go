@@ -1,0 +1,108 @@
+package reconciler
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Hostile memory files: each is refused with ErrCorruptMemory and a message
+// that says what is wrong (the operator fixes or removes the file; the
+// reconciler never guesses). The whole message is compared because it is
+// what the operator reads; the class is checked with errors.Is.
+func TestHostileMemoryFiles(t *testing.T) {
+	const good = goodMemory
+	with := func(old, new string) string {
+		if !strings.Contains(good, old) {
+			t.Fatalf("%q not in the good memory", old)
+		}
+		return strings.Replace(good, old, new, 1)
+	}
+	tests := []struct {
+		name, in, want string
+	}{
+		{"empty file", "", "corrupt reconciler memory: EOF"},
+		{"only white space", "\n  \n", "corrupt reconciler memory: EOF"},
+		{"null", "null", "corrupt reconciler memory: version 0, this build reads version 1"},
+		{"an array", "[]", "corrupt reconciler memory: json: cannot unmarshal array into Go value of type reconciler.Memory"},
+		{"truncated", good[:40], "corrupt reconciler memory: unexpected EOF"},
+		{"byte order mark", "\ufeff" + good, "corrupt reconciler memory: invalid character 'ï' looking for beginning of value"},
+		{"written by a newer version", with(`"version":1`, `"version":2`), "corrupt reconciler memory: version 2, this build reads version 1"},
+		{"no version", with(`"version":1,`, ``), "corrupt reconciler memory: version 0, this build reads version 1"},
+		{"version as a string", with(`"version":1`, `"version":"1"`), "corrupt reconciler memory: json: cannot unmarshal string into Go struct field Memory.version of type int"},
+		{"unknown field", with(`"servers":0`, `"servers":0,"extra":true`), "corrupt reconciler memory: json: unknown field \"extra\""},
+		{"trailing object", good + `{}`, "corrupt reconciler memory: trailing data after the JSON object"},
+		{"two files concatenated", good + "\n" + good, "corrupt reconciler memory: trailing data after the JSON object"},
+		{"zero count", with(`"count":2`, `"count":0`), "corrupt reconciler memory: sighting \"k\": count 0, first 2026-11-25 20:00:00 +0000 UTC, last 2026-11-25 20:10:00 +0000 UTC"},
+		{"negative count", with(`"count":2`, `"count":-5`), "corrupt reconciler memory: sighting \"k\": count -5, first 2026-11-25 20:00:00 +0000 UTC, last 2026-11-25 20:10:00 +0000 UTC"},
+		{"last sighting before the first", with(`20:10:00Z`, `19:00:00Z`), "corrupt reconciler memory: sighting \"k\": count 2, first 2026-11-25 20:00:00 +0000 UTC, last 2026-11-25 19:00:00 +0000 UTC"},
+		{"no first sighting", with(`"first_seen":"2026-11-25T20:00:00Z",`, ``), "corrupt reconciler memory: sighting \"k\": count 2, first 0001-01-01 00:00:00 +0000 UTC, last 2026-11-25 20:10:00 +0000 UTC"},
+		{"time that is not RFC 3339", with(`2026-11-25T20:00:00Z`, `yesterday`), "corrupt reconciler memory: parsing time \"yesterday\" as \"2006-01-02T15:04:05Z07:00\": cannot parse \"yesterday\" as \"2006\""},
+		{"negative domain count", with(`"domains":1`, `"domains":-1`), "corrupt reconciler memory: negative counts"},
+		{"negative empty-run count", with(`"servers":0`, `"servers":0,"servers_empty_runs":-1`), "corrupt reconciler memory: negative counts"},
+		{"sightings as a list", `{"version":1,"domains":0,"servers":0,"sightings":[]}`, "corrupt reconciler memory: json: cannot unmarshal array into Go struct field Memory.sightings of type map[string]reconciler.Sighting"},
+		{"count overflows int", with(`"count":2`, `"count":9223372036854775808`), "corrupt reconciler memory: json: cannot unmarshal number 9223372036854775808 into Go struct field Sighting.sightings.count of type int"},
+		{"fractional count", with(`"count":2`, `"count":2.5`), "corrupt reconciler memory: json: cannot unmarshal number 2.5 into Go struct field Sighting.sightings.count of type int"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseMemory(strings.NewReader(tt.in))
+			if !errors.Is(err, ErrCorruptMemory) {
+				t.Fatalf("err = %v, want ErrCorruptMemory", err)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error\n got %q\nwant %q", err.Error(), tt.want)
+			}
+		})
+	}
+}
+
+// A clock that steps back (NTP correcting a fast clock, a bad RTC at boot)
+// must not make Plan save a memory the next run refuses as corrupt (last
+// sighting before the first), and must not bring an action forward: the
+// sighting count starts again.
+func TestPlanClockStepsBack(t *testing.T) {
+	obs := obsOf([]Domain{domain(1, vdisk("vdb", 1))}, []Server{server(1)}, []Volume{volume(1, "in-use")})
+	pol := DefaultPolicy()
+	mem := NewMemory()
+	for i, step := range []struct {
+		at        time.Time
+		sightings int
+	}{
+		{t0, 1}, {t0.Add(10 * time.Minute), 2}, {t0.Add(-time.Hour), 1}, {t0.Add(-50 * time.Minute), 2},
+	} {
+		res := Plan(obs, mem, pol, step.at)
+		if len(res.Findings) != 1 || res.Findings[0].Sightings != step.sightings {
+			t.Fatalf("run %d at %s: findings %+v, want one seen %d times", i, step.at.Format(time.TimeOnly), res.Findings, step.sightings)
+		}
+		b, err := json.Marshal(res.Memory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mem, err = ParseMemory(bytes.NewReader(b)); err != nil {
+			t.Fatalf("run %d at %s saved a memory the next run refuses: %v", i, step.at.Format(time.TimeOnly), err)
+		}
+	}
+}
+
+// A memory file whose count is already the largest int does not wrap to a
+// negative count (which the next run would refuse).
+func TestPlanSightingCountSaturates(t *testing.T) {
+	obs := obsOf([]Domain{domain(1, vdisk("vdb", 1))}, []Server{server(1)}, []Volume{volume(1, "in-use")})
+	k := key(ClassZombieDisk, inst(1), vol(1))
+	mem := NewMemory()
+	mem.Host = testHost
+	mem.Domains, mem.Servers = 1, 1
+	mem.Sightings[k] = Sighting{Class: ClassZombieDisk, FirstSeen: t0, LastSeen: t0, Count: math.MaxInt}
+	res := Plan(obs, mem, DefaultPolicy(), t0.Add(time.Hour))
+	if got := res.Memory.Sightings[k].Count; got != math.MaxInt {
+		t.Fatalf("count after MaxInt = %d, want it to stay at MaxInt", got)
+	}
+	if res.Findings[0].Sightings != math.MaxInt {
+		t.Fatalf("finding sightings = %d", res.Findings[0].Sightings)
+	}
+}
