@@ -44,7 +44,10 @@ type Observer struct {
 	// Libvirt is an open libvirtd connection (required).
 	Libvirt *libvirtscan.Conn
 	// Cloud reaches Cinder (required) and Nova (when Cloud.HasCompute();
-	// otherwise Nova is SourceNotConfigured).
+	// otherwise Nova is SourceNotConfigured). It must have the admin role:
+	// the listings use all_tenants and Nova's host filter. (A member would
+	// see its own project only; Plan then blocks every action on a volume
+	// it cannot see, but findings would be incomplete.)
 	Cloud *openstack.Client
 	// MountBases are the directories whose mounts are observed; empty
 	// leaves Mounts SourceNotConfigured. Pass Policy.MountBases.
