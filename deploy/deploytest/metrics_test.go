@@ -105,12 +105,12 @@ func metricNamesIn(expr string) []string {
 
 func TestMetricNamesInParser(t *testing.T) {
 	for expr, want := range map[string]string{
-		`sum by (instance) (cinderwarden_reconcile_findings{class="zombie_disk"}) > 0`:                                           "cinderwarden_reconcile_findings",
+		`sum by (instance) (cinderwarden_reconcile_findings{class="zombie_disk"}) > 0`:                                       "cinderwarden_reconcile_findings",
 		`histogram_quantile(0.9, sum by (le) (rate(x_seconds_bucket{step="attach",instance=~"$i"}[$__rate_interval]))) > 30`: "x_seconds_bucket",
-		`(time() - a_ts > 2700) and on (instance) b_ts > 0`:                                                                    "a_ts b_ts",
-		`sum(a{l="b or c"}) or vector(0)`:                                                                                       "a",
-		`label_values(cinderwarden_plugin_requests_total, instance)`:                                                            "cinderwarden_plugin_requests_total instance",
-		`rate(a[5m]) / ignoring(code) group_left rate(b[1e3s])`:                                                                "a b",
+		`(time() - a_ts > 2700) and on (instance) b_ts > 0`:                                                                  "a_ts b_ts",
+		`sum(a{l="b or c"}) or vector(0)`:                                                                                    "a",
+		`label_values(cinderwarden_plugin_requests_total, instance)`:                                                         "cinderwarden_plugin_requests_total instance",
+		`rate(a[5m]) / ignoring(code) group_left rate(b[1e3s])`:                                                              "a b",
 	} {
 		if got := strings.Join(metricNamesIn(expr), " "); got != want {
 			t.Errorf("metricNamesIn(%q) = %q, want %q", expr, got, want)
