@@ -14,7 +14,7 @@ const serialLen = 20
 // Cinder volume ids (UUIDs) pass.
 func ValidateVolumeID(id string) error {
 	if id == "" || id == "." || id == ".." || len(id) > 255 {
-		return fmt.Errorf("volume id %q: %w: must be 1 to 255 characters and not . or ..", id, ErrInvalidArgument)
+		return fmt.Errorf("volume id %q: %w: must be 1 to 255 characters, and not \".\" or \"..\"", id, ErrInvalidArgument)
 	}
 	for _, r := range id {
 		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
