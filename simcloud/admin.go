@@ -14,6 +14,9 @@ import (
 //	POST /_sim/expire-tokens
 //	POST /_sim/nova-detach-hang {"on": true}
 //	POST /_sim/reset
+//	POST /_sim/forget-nova-mapping {"instance_id": "...", "volume_id": "..."}
+//	                          (Nova loses its block-device mapping; nothing else
+//	                          changes — the start of a zombie disk)
 //	GET  /_sim/events         (the event log as a JSON array)
 
 type faultRequest struct {
@@ -88,6 +91,22 @@ func (s *Sim) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /_sim/reset", admin(func(w http.ResponseWriter, r *http.Request) {
 		s.faults.Reset()
 		w.WriteHeader(http.StatusNoContent)
+	}))
+	mux.HandleFunc("POST /_sim/forget-nova-mapping", admin(func(w http.ResponseWriter, r *http.Request) {
+		var b struct {
+			InstanceID string `json:"instance_id"`
+			VolumeID   string `json:"volume_id"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil || b.InstanceID == "" || b.VolumeID == "" {
+			http.Error(w, `body must be {"instance_id": "...", "volume_id": "..."}`, http.StatusBadRequest)
+			return
+		}
+		n, err := s.ForgetNovaMapping(b.InstanceID, b.VolumeID)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		s.writeJSON(w, http.StatusOK, map[string]int{"forgotten": n})
 	}))
 	mux.HandleFunc("GET /_sim/events", admin(func(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, http.StatusOK, s.Events())

@@ -2,6 +2,7 @@ package simcloud_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -216,5 +217,51 @@ func TestNovaAttachAcceptedShape(t *testing.T) {
 			t.Errorf("%s: delete_on_termination present=%v, want %v", mv, hasDOT, want)
 		}
 		waitVolume(t, c.volume, v.ID, "in-use")
+	}
+}
+
+// TestControlForgetNovaMapping: the /_sim endpoint lets a process outside the
+// simulator (the demo, the CLI) make Nova lose a mapping — the first step of
+// a zombie disk — while Cinder's attachment stays.
+func TestControlForgetNovaMapping(t *testing.T) {
+	s := startSim(t, simcloud.Options{})
+	inst, _ := s.AddInstance(simcloud.InstanceSpec{})
+	member := connect(t, s.Member(), "3.44")
+	admin := connect(t, s.Admin(), "3.44")
+	v := createVolume(t, member.volume, "forget-me")
+	waitVolume(t, member.volume, v.ID, "available")
+	if _, err := volumeattach.Create(context.Background(), member.compute, inst.ID, volumeattach.CreateOpts{VolumeID: v.ID}).Extract(); err != nil {
+		t.Fatal(err)
+	}
+	waitVolume(t, member.volume, v.ID, "in-use")
+	post := func(body string) (int, string) {
+		req, _ := http.NewRequest("POST", s.URL()+"/_sim/forget-nova-mapping", strings.NewReader(body))
+		req.Header.Set("X-Auth-Token", admin.provider.Token())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	if st, _ := post(`{"instance_id": "` + inst.ID + `"}`); st != 400 {
+		t.Errorf("missing volume_id: %d, want 400", st)
+	}
+	if st, _ := post(`{"instance_id": "00000000-0000-0000-0000-000000000000", "volume_id": "` + v.ID + `"}`); st != 404 {
+		t.Errorf("unknown instance: %d, want 404", st)
+	}
+	if st, body := post(`{"instance_id": "` + inst.ID + `", "volume_id": "` + v.ID + `"}`); st != 200 || body != `{"forgotten":1}` {
+		t.Fatalf("forget: %d %s", st, body)
+	}
+	pages, err := volumeattach.List(member.compute, inst.ID).AllPages(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := volumeattach.ExtractVolumeAttachments(pages); len(got) != 0 {
+		t.Errorf("Nova still lists %d mappings", len(got))
+	}
+	if got := waitVolume(t, member.volume, v.ID, "in-use"); len(got.Attachments) != 1 {
+		t.Errorf("Cinder attachments after forget: %d, want 1 (only Nova forgot)", len(got.Attachments))
 	}
 }
