@@ -265,8 +265,7 @@ func fromCloudsYAML(cloud, explicit string) (*Resolved, error) {
 		Clouds map[string]rawCloud `yaml:"clouds"`
 	}
 	if err := yaml.Unmarshal(data, &file); err != nil {
-		// yaml errors quote line numbers and types, not values.
-		return nil, fmt.Errorf("cloud %q: parse %s: %w", cloud, path, err)
+		return nil, fmt.Errorf("cloud %q: parse %s: %w", cloud, path, valuesHidden(err))
 	}
 	raw, ok := file.Clouds[cloud]
 	if !ok {
@@ -299,14 +298,40 @@ func fromCloudsYAML(cloud, explicit string) (*Resolved, error) {
 	// directory). We point it at exactly the file we chose.
 	ao, eo, tlsConf, err := clouds.Parse(clouds.WithCloudName(cloud), clouds.WithLocations(path))
 	if err != nil {
-		// gophercloud's messages name files and fields, never values.
-		return nil, fmt.Errorf("cloud %q: %w (%s)", cloud, err, src)
+		return nil, fmt.Errorf("cloud %q: %w (%s)", cloud, valuesHidden(err), src)
 	}
 	r := &Resolved{Source: src, AuthOptions: ao, EndpointOpts: eo, TLS: tlsConf}
 	if err := r.validateKeystone(names, authType); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// valuesHidden keeps a YAML error's line numbers and types but not the
+// values it quotes. yaml.v2 (gophercloud's parser) and yaml.v3 quote them:
+// "cannot unmarshal !!str `s3cret x` into bool" for a password written as
+// `password: !!bool s3cret x`, and "unknown anchor 's3cret' referenced" for
+// the common `password: *s3cret` (a leading * makes it an alias). For each
+// quote character, everything from its first to its last occurrence goes.
+// The original error is not kept, not even for Unwrap: its text is the
+// secret.
+func valuesHidden(err error) error {
+	msg := err.Error()
+	hidden := false
+	for _, q := range []byte{'`', '\'', '"'} {
+		i, j := strings.IndexByte(msg, q), strings.LastIndexByte(msg, q)
+		if i < 0 {
+			continue
+		}
+		if j == i {
+			j = len(msg) - 1
+		}
+		msg, hidden = msg[:i]+"(value not shown)"+msg[j+1:], true
+	}
+	if !hidden {
+		return err
+	}
+	return errors.New(msg)
 }
 
 // keyNames maps a setting to its name in one source's vocabulary.
