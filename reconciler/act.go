@@ -22,9 +22,17 @@ type Actor struct {
 	// Detach bounds each live detach (nova: 20 s × 8 attempts; zero
 	// values take libvirtscan's defaults).
 	Detach libvirtscan.DetachOptions
+	// RetryTimeout bounds the single live attempt of a retry (an action with
+	// LiveRetry: an earlier run left the live detach pending); default
+	// DefaultRetryTimeout.
+	RetryTimeout time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
+
+// DefaultRetryTimeout is how long the one live attempt of a pending
+// detach's retry waits for the guest.
+const DefaultRetryTimeout = 5 * time.Second
 
 // ErrAudit is wrapped when the audit log cannot be written; no further
 // action runs after it.
@@ -35,7 +43,10 @@ var ErrAudit = errors.New("audit log write failed")
 //
 //   - libvirt_detach: done when the disk left both definitions, pending when
 //     it left the persistent one but the guest has not acknowledged the
-//     live unplug (a firmware-only or hung guest);
+//     live unplug (a firmware-only or hung guest). A pending live detach is
+//     remembered in r.Memory (NoteLiveDetach); a later run's retry
+//     (Action.LiveRetry) makes one attempt of RetryTimeout and stays
+//     pending unless the guest acknowledges;
 //   - cinder_attachment_delete, nova_detach: done once the API accepted it
 //     (an attachment already gone counts as done);
 //   - lazy_unmount: done after umount -l.
@@ -56,7 +67,7 @@ func (a *Actor) Execute(ctx context.Context, r *Result) error {
 			}
 			return nil
 		}
-		state, reason, before, after, actErr := a.one(ctx, act)
+		state, reason, before, after, actErr := a.one(ctx, r, act, now)
 		rec := NewAuditRecord(now(), r.Host, act, state, before, after, actErr)
 		r.SetOutcome(act.FindingKey, act.Kind, state, reason)
 		a.Observer.log().Info("reconcile action", "action", act.Kind, "target", act.Target(), "result", state, "reason", reason)
@@ -72,7 +83,7 @@ func (a *Actor) Execute(ctx context.Context, r *Result) error {
 }
 
 // one re-reads, re-checks and runs one action.
-func (a *Actor) one(ctx context.Context, act Action) (state ActionState, reason string, before, after any, err error) {
+func (a *Actor) one(ctx context.Context, r *Result, act Action, now func() time.Time) (state ActionState, reason string, before, after any, err error) {
 	fresh := a.Fresh(ctx, act)
 	before = itemView(act, fresh)
 	if err := CheckPreconditions(act, fresh); err != nil {
@@ -82,13 +93,26 @@ func (a *Actor) one(ctx context.Context, act Action) (state ActionState, reason 
 	switch act.Kind {
 	case ActionLibvirtDetach:
 		sel := selectorFor(act.Disk)
-		res, err := o.Libvirt.DetachDisk(ctx, act.Domain, sel, a.Detach)
+		opts := a.Detach
+		if act.LiveRetry {
+			opts = libvirtscan.DetachOptions{Timeout: a.RetryTimeout, Attempts: 1}
+			if opts.Timeout <= 0 {
+				opts.Timeout = DefaultRetryTimeout
+			}
+		}
+		res, err := o.Libvirt.DetachDisk(ctx, act.Domain, sel, opts)
 		after = a.afterView(ctx, act)
 		if err != nil {
 			return StateFailed, err.Error(), before, after, err
 		}
 		after = map[string]any{"detach": res, "domain": after}
-		if res.Live == libvirtscan.OutcomePending {
+		pending := res.Live == libvirtscan.OutcomePending
+		p, _ := r.NoteLiveDetach(act.FindingKey, pending, res.LiveAttempts, now())
+		switch {
+		case pending && act.LiveRetry:
+			return StatePending, fmt.Sprintf("live removal still pending since %s: one more attempt (%s) not acknowledged, %d attempts so far; the persistent config no longer has the disk",
+				p.Since.Format(time.RFC3339), opts.Timeout, p.Attempts), before, after, nil
+		case pending:
 			return StatePending, fmt.Sprintf("removed from the persistent config (%s); live removal pending: the guest did not acknowledge the unplug after %d attempts", res.Config, res.LiveAttempts), before, after, nil
 		}
 		return StateDone, fmt.Sprintf("config %s, live %s (device-removed event seen: %v)", res.Config, res.Live, res.RemovedEvent), before, after, nil

@@ -27,13 +27,13 @@ func TestHostileMemoryFiles(t *testing.T) {
 	}{
 		{"empty file", "", "corrupt reconciler memory: EOF"},
 		{"only white space", "\n  \n", "corrupt reconciler memory: EOF"},
-		{"null", "null", "corrupt reconciler memory: version 0, this build reads version 1"},
+		{"null", "null", "corrupt reconciler memory: unsupported reconciler memory version: version 0, this build reads versions 1 and 2 (fix or remove the file)"},
 		{"an array", "[]", "corrupt reconciler memory: json: cannot unmarshal array into Go value of type reconciler.Memory"},
 		{"truncated", good[:40], "corrupt reconciler memory: unexpected EOF"},
 		{"byte order mark", "\ufeff" + good, "corrupt reconciler memory: invalid character 'ï' looking for beginning of value"},
-		{"written by a newer version", with(`"version":1`, `"version":2`), "corrupt reconciler memory: version 2, this build reads version 1"},
-		{"no version", with(`"version":1,`, ``), "corrupt reconciler memory: version 0, this build reads version 1"},
-		{"version as a string", with(`"version":1`, `"version":"1"`), "corrupt reconciler memory: json: cannot unmarshal string into Go struct field Memory.version of type int"},
+		{"written by a newer version", with(`"version":2`, `"version":3`), "corrupt reconciler memory: unsupported reconciler memory version: version 3, this build reads versions 1 and 2 (a newer cinderwarden wrote it: upgrade, or remove the file to start counting afresh)"},
+		{"no version", with(`"version":2,`, ``), "corrupt reconciler memory: unsupported reconciler memory version: version 0, this build reads versions 1 and 2 (fix or remove the file)"},
+		{"version as a string", with(`"version":2`, `"version":"2"`), "corrupt reconciler memory: json: cannot unmarshal string into Go struct field Memory.version of type int"},
 		{"unknown field", with(`"servers":0`, `"servers":0,"extra":true`), "corrupt reconciler memory: json: unknown field \"extra\""},
 		{"trailing object", good + `{}`, "corrupt reconciler memory: trailing data after the JSON object"},
 		{"two files concatenated", good + "\n" + good, "corrupt reconciler memory: trailing data after the JSON object"},
@@ -46,6 +46,9 @@ func TestHostileMemoryFiles(t *testing.T) {
 		{"negative empty-run count", with(`"servers":0`, `"servers":0,"servers_empty_runs":-1`), "corrupt reconciler memory: negative counts"},
 		{"sightings as a list", `{"version":1,"domains":0,"servers":0,"sightings":[]}`, "corrupt reconciler memory: json: cannot unmarshal array into Go struct field Memory.sightings of type map[string]reconciler.Sighting"},
 		{"count overflows int", with(`"count":2`, `"count":9223372036854775808`), "corrupt reconciler memory: json: cannot unmarshal number 9223372036854775808 into Go struct field Sighting.sightings.count of type int"},
+		{"pending detach without attempts", with(`"sightings":{`, `"pending_detaches":{"k":{"domain":"d","volume":"v","since":"2026-11-25T20:05:00Z","last_attempt":"2026-11-25T20:05:00Z","attempts":0}},"sightings":{`),
+			"corrupt reconciler memory: pending detach \"k\": domain \"d\", volume \"v\", 0 attempts, since 2026-11-25 20:05:00 +0000 UTC, last 2026-11-25 20:05:00 +0000 UTC"},
+		{"pending detaches in a version 1 file", `{"version":1,"domains":0,"servers":0,"sightings":{},"pending_detaches":{}}`, "corrupt reconciler memory: version 1 has no pending_detaches"},
 		{"fractional count", with(`"count":2`, `"count":2.5`), "corrupt reconciler memory: json: cannot unmarshal number 2.5 into Go struct field Sighting.sightings.count of type int"},
 	}
 	for _, tt := range tests {

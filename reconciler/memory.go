@@ -13,9 +13,13 @@ import (
 	"time"
 )
 
-// MemoryVersion is the version of the memory file format this code writes
-// and reads.
-const MemoryVersion = 1
+// MemoryVersion is the version of the memory file format this code writes.
+// It also reads version 1 (no pending live detaches), migrating it on load;
+// any other version is refused with ErrMemoryVersion.
+//
+//	1: sightings and listing sizes
+//	2: + pending_detaches
+const MemoryVersion = 2
 
 // Memory is what the reconciler remembers between runs: sightings of each
 // discrepancy, and how much the last complete run saw (to tell a real empty
@@ -34,6 +38,25 @@ type Memory struct {
 	DomainsEmptyRuns int                 `json:"domains_empty_runs,omitempty"`
 	ServersEmptyRuns int                 `json:"servers_empty_runs,omitempty"`
 	Sightings        map[string]Sighting `json:"sightings"`
+	// PendingDetaches are live detaches the guest has not acknowledged,
+	// by finding key: the disk already left the persistent config, so later
+	// runs retry only the live part, with one short attempt per run.
+	PendingDetaches map[string]PendingDetach `json:"pending_detaches,omitempty"`
+}
+
+// PendingDetach is a zombie disk whose live detach is pending: removed
+// from the persistent definition, still attached to the running domain
+// because the guest never acknowledged the unplug (a firmware-only or hung
+// guest). A power cycle drops it; until then each run asks once more.
+type PendingDetach struct {
+	Domain string `json:"domain"` // libvirt domain UUID
+	Volume string `json:"volume"` // Cinder volume id (the disk's serial)
+	// Since is when the live detach was first reported pending.
+	Since time.Time `json:"since"`
+	// LastAttempt is when the live detach was last asked for.
+	LastAttempt time.Time `json:"last_attempt"`
+	// Attempts counts the live detach requests made so far, over all runs.
+	Attempts int `json:"attempts"`
 }
 
 // Sighting is one discrepancy seen in consecutive runs.
@@ -56,6 +79,10 @@ func (m Memory) clone() Memory {
 	if c.Sightings == nil {
 		c.Sightings = map[string]Sighting{}
 	}
+	c.PendingDetaches = maps.Clone(m.PendingDetaches)
+	if len(c.PendingDetaches) == 0 {
+		c.PendingDetaches = nil
+	}
 	return c
 }
 
@@ -64,8 +91,16 @@ func (m Memory) clone() Memory {
 // must not guess: an operator removes or fixes the file.
 var ErrCorruptMemory = errors.New("corrupt reconciler memory")
 
-// ParseMemory decodes a memory file's bytes strictly: unknown fields, a
-// different version or trailing data are errors.
+// ErrMemoryVersion is wrapped (together with ErrCorruptMemory) when the
+// memory file has a version this build cannot read: a newer build wrote it
+// (a downgrade), or it has no version at all.
+var ErrMemoryVersion = errors.New("unsupported reconciler memory version")
+
+// ParseMemory decodes a memory file's bytes strictly: unknown fields, an
+// unsupported version or trailing data are errors. Version 1 is migrated to
+// the current version (it has no pending live detaches; a zombie whose live
+// detach was pending under version 1 gets one more full detach, after which
+// it is remembered).
 func ParseMemory(r io.Reader) (Memory, error) {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
@@ -76,8 +111,20 @@ func ParseMemory(r io.Reader) (Memory, error) {
 	if dec.More() {
 		return Memory{}, fmt.Errorf("%w: trailing data after the JSON object", ErrCorruptMemory)
 	}
-	if m.Version != MemoryVersion {
-		return Memory{}, fmt.Errorf("%w: version %d, this build reads version %d", ErrCorruptMemory, m.Version, MemoryVersion)
+	switch m.Version {
+	case MemoryVersion:
+	case 1:
+		if m.PendingDetaches != nil {
+			return Memory{}, fmt.Errorf("%w: version 1 has no pending_detaches", ErrCorruptMemory)
+		}
+		m.Version = MemoryVersion
+	default:
+		hint := "fix or remove the file"
+		if m.Version > MemoryVersion {
+			hint = "a newer cinderwarden wrote it: upgrade, or remove the file to start counting afresh"
+		}
+		return Memory{}, fmt.Errorf("%w: %w: version %d, this build reads versions 1 and %d (%s)",
+			ErrCorruptMemory, ErrMemoryVersion, m.Version, MemoryVersion, hint)
 	}
 	if m.Domains < 0 || m.Servers < 0 || m.DomainsEmptyRuns < 0 || m.ServersEmptyRuns < 0 {
 		return Memory{}, fmt.Errorf("%w: negative counts", ErrCorruptMemory)
@@ -86,6 +133,15 @@ func ParseMemory(r io.Reader) (Memory, error) {
 		if s.Count < 1 || s.FirstSeen.IsZero() || s.LastSeen.Before(s.FirstSeen) {
 			return Memory{}, fmt.Errorf("%w: sighting %q: count %d, first %s, last %s", ErrCorruptMemory, k, s.Count, s.FirstSeen, s.LastSeen)
 		}
+	}
+	for k, p := range m.PendingDetaches {
+		if p.Domain == "" || p.Volume == "" || p.Attempts < 1 || p.Since.IsZero() || p.LastAttempt.Before(p.Since) {
+			return Memory{}, fmt.Errorf("%w: pending detach %q: domain %q, volume %q, %d attempts, since %s, last %s",
+				ErrCorruptMemory, k, p.Domain, p.Volume, p.Attempts, p.Since, p.LastAttempt)
+		}
+	}
+	if len(m.PendingDetaches) == 0 {
+		m.PendingDetaches = nil
 	}
 	if m.Sightings == nil {
 		m.Sightings = map[string]Sighting{}

@@ -51,21 +51,30 @@ func TestMemoryRoundTrip(t *testing.T) {
 }
 
 func TestMemoryCorrupt(t *testing.T) {
-	good := `{"version":1,"domains":1,"servers":0,"sightings":{"k":{"class":"zombie_disk","first_seen":"2026-11-25T20:00:00Z","last_seen":"2026-11-25T20:10:00Z","count":2}}}`
-	if _, err := ParseMemory(strings.NewReader(good)); err != nil {
-		t.Fatalf("good memory rejected: %v", err)
+	good := `{"version":2,"domains":1,"servers":0,"sightings":{"k":{"class":"zombie_disk","first_seen":"2026-11-25T20:00:00Z","last_seen":"2026-11-25T20:10:00Z","count":2}},` +
+		`"pending_detaches":{"k":{"domain":"d","volume":"v","since":"2026-11-25T20:05:00Z","last_attempt":"2026-11-25T20:10:00Z","attempts":9}}}`
+	if m, err := ParseMemory(strings.NewReader(good)); err != nil || m.PendingDetaches["k"].Attempts != 9 {
+		t.Fatalf("good memory rejected: %+v, %v", m, err)
 	}
 	bad := map[string]string{
-		"truncated":       good[:40],
-		"empty file":      "",
-		"not json":        "hello",
-		"wrong version":   strings.Replace(good, `"version":1`, `"version":2`, 1),
-		"no version":      strings.Replace(good, `"version":1,`, ``, 1),
-		"unknown field":   strings.Replace(good, `"servers":0`, `"servers":0,"extra":true`, 1),
-		"trailing data":   good + `{}`,
-		"zero count":      strings.Replace(good, `"count":2`, `"count":0`, 1),
-		"last before":     strings.Replace(good, `20:10:00Z`, `19:00:00Z`, 1),
-		"negative counts": strings.Replace(good, `"domains":1`, `"domains":-1`, 1),
+		"truncated":              good[:40],
+		"empty file":             "",
+		"not json":               "hello",
+		"newer version":          strings.Replace(good, `"version":2`, `"version":3`, 1),
+		"version 0":              strings.Replace(good, `"version":2`, `"version":0`, 1),
+		"no version":             strings.Replace(good, `"version":2,`, ``, 1),
+		"v1 with pending":        strings.Replace(good, `"version":2`, `"version":1`, 1),
+		"pending without domain": strings.Replace(good, `"domain":"d"`, `"domain":""`, 1),
+		"pending without volume": strings.Replace(good, `"volume":"v"`, `"volume":""`, 1),
+		"pending zero attempts":  strings.Replace(good, `"attempts":9`, `"attempts":0`, 1),
+		"pending last before":    strings.Replace(good, `"last_attempt":"2026-11-25T20:10:00Z"`, `"last_attempt":"2026-11-25T20:00:00Z"`, 1),
+		"pending without since":  strings.Replace(good, `"since":"2026-11-25T20:05:00Z",`, ``, 1),
+		"pending unknown field":  strings.Replace(good, `"attempts":9`, `"attempts":9,"x":1`, 1),
+		"unknown field":          strings.Replace(good, `"servers":0`, `"servers":0,"extra":true`, 1),
+		"trailing data":          good + `{}`,
+		"zero count":             strings.Replace(good, `"count":2`, `"count":0`, 1),
+		"last before":            strings.Replace(good, `20:10:00Z`, `19:00:00Z`, 1),
+		"negative counts":        strings.Replace(good, `"domains":1`, `"domains":-1`, 1),
 	}
 	dir := t.TempDir()
 	for name, body := range bad {
@@ -77,9 +86,43 @@ func TestMemoryCorrupt(t *testing.T) {
 			t.Errorf("%s: %v, want ErrCorruptMemory", name, err)
 		}
 	}
+	for _, name := range []string{"newer version", "version 0", "no version"} {
+		if _, err := ParseMemory(strings.NewReader(bad[name])); !errors.Is(err, ErrMemoryVersion) {
+			t.Errorf("%s: %v, want ErrMemoryVersion", name, err)
+		}
+	}
 	// An unreadable path is an error, not an empty memory.
 	if _, err := LoadMemory(dir); err == nil || errors.Is(err, ErrCorruptMemory) {
 		t.Errorf("directory as memory file: %v", err)
+	}
+}
+
+// TestMemoryMigratesVersion1: a version 1 file (written before pending live
+// detaches were remembered) loads as the current version with the same
+// sightings and no pending detaches, and is saved back as the current
+// version.
+func TestMemoryMigratesVersion1(t *testing.T) {
+	v1 := `{"version":1,"host":"cmp-1","last_run":"2026-11-25T20:10:00Z","domains":3,"servers":2,` +
+		`"sightings":{"zombie_disk/i/v":{"class":"zombie_disk","first_seen":"2026-11-25T20:00:00Z","last_seen":"2026-11-25T20:10:00Z","count":2}}}`
+	path := filepath.Join(t.TempDir(), "memory.json")
+	if err := os.WriteFile(path, []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadMemory(path)
+	if err != nil {
+		t.Fatalf("version 1 refused: %v", err)
+	}
+	want := Memory{Version: MemoryVersion, Host: "cmp-1", LastRun: t0.Add(10 * time.Minute), Domains: 3, Servers: 2,
+		Sightings: map[string]Sighting{"zombie_disk/i/v": {Class: ClassZombieDisk, FirstSeen: t0, LastSeen: t0.Add(10 * time.Minute), Count: 2}}}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("migrated:\n got %+v\nwant %+v", m, want)
+	}
+	if err := SaveMemory(path, m); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.Contains(string(b), `"version": 2`) {
+		t.Errorf("saved back as %s, want version 2", b)
 	}
 }
 

@@ -309,6 +309,50 @@ func TestReconcileRealLibvirtAndSim(t *testing.T) {
 		t.Errorf("exit code %d, want %d", got, reconciler.ExitFindings)
 	}
 
+	// Run 2b: --apply again. The pending live detach is remembered, so the
+	// zombie gets one live retry of RetryTimeout, not Timeout × Attempts
+	// again, and is reported still pending, with since when.
+	zkey := za.FindingKey
+	p2, ok := r2.Memory.PendingDetaches[zkey]
+	if !ok || p2.Attempts != 2 || p2.Domain != fw.UUID || p2.Volume != zVol {
+		t.Fatalf("run 2 memory: pending detach %+v (present %v), want 2 attempts on %s/%s", p2, ok, fw.UUID, zVol)
+	}
+	mem2, err := reconciler.LoadMemory(saveMemory(t, dir, r2.Memory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2b := reconciler.Plan(obs.Observe(ctx), mem2, pol, now.Add(90*time.Second))
+	retry := actionFor(t, r2b, inst.ID, reconciler.ActionLibvirtDetach, zVol)
+	if !retry.LiveRetry || retry.Config || !retry.Live || retry.State != reconciler.StateReady {
+		t.Fatalf("run 2b zombie action %+v, want a ready live-only retry", retry)
+	}
+	if f := findingsFor(r2b, inst.ID)["zombie_disk/"+zVol]; !strings.Contains(f.Detail, "live detach pending since") || !f.LiveDetachPendingSince.Equal(p2.Since) {
+		t.Errorf("run 2b finding %+v, want the pending note since %s", f, p2.Since)
+	}
+	actor.RetryTimeout = 100 * time.Millisecond
+	start := time.Now()
+	if err := actor.Execute(ctx, &r2b); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	retry = actionFor(t, r2b, inst.ID, reconciler.ActionLibvirtDetach, zVol)
+	if retry.State != reconciler.StatePending || !strings.Contains(retry.Reason, "still pending since") {
+		t.Errorf("run 2b retry: %s %q, want still pending", retry.State, retry.Reason)
+	}
+	if p := r2b.Memory.PendingDetaches[zkey]; p.Attempts != 3 || !p.Since.Equal(p2.Since) {
+		t.Errorf("run 2b memory: %+v, want 3 attempts (one more) since %s", p, p2.Since)
+	}
+	recs = readAudit(t, filepath.Join(dir, "audit.jsonl"))
+	last := recs[len(recs)-1]
+	detach, _ := last["after"].(map[string]any)["detach"].(map[string]any)
+	if len(recs) != 3 || last["result"] != "pending" || detach["live_attempts"] != 1.0 {
+		t.Errorf("run 2b audit: %d records, last %v; want a third, pending, with live_attempts 1", len(recs), last)
+	}
+	t.Logf("run 2b: one live retry in %s (run 2 spent %d attempts of %s)", took.Round(time.Millisecond), p2.Attempts, actor.Detach.Timeout)
+	if dom, err := conn.Domain(ctx, fw.UUID); err != nil || diskIn(dom.Config, zVol) || !diskIn(dom.Live, zVol) {
+		t.Errorf("after the retry: config %v live %v (%v), want live only", diskIn(dom.Config, zVol), diskIn(dom.Live, zVol), err)
+	}
+
 	// Run 3: Cinder listing page 3 fails → aborted, nothing executable.
 	sim.Faults().FailPage(simcloud.OpVolumeList, 3, 503)
 	paged := &reconciler.Observer{Host: simHost, Libvirt: conn, Cloud: cloud, PageSize: 1}
@@ -316,7 +360,7 @@ func TestReconcileRealLibvirtAndSim(t *testing.T) {
 	if o3.Cinder.Source.State != reconciler.SourceFailed || !strings.Contains(o3.Cinder.Source.Reason, "page 3") {
 		t.Errorf("cinder source %+v, want failed on page 3", o3.Cinder.Source)
 	}
-	r3 := reconciler.Plan(o3, r2.Memory, pol, now.Add(2*time.Minute))
+	r3 := reconciler.Plan(o3, r2b.Memory, pol, now.Add(2*time.Minute))
 	if !r3.Aborted || len(r3.Executable()) != 0 || reconciler.ExitCode(r3) != reconciler.ExitError {
 		t.Errorf("page-3 failure: aborted %v, executable %d, exit %d", r3.Aborted, len(r3.Executable()), reconciler.ExitCode(r3))
 	}
@@ -325,6 +369,18 @@ func TestReconcileRealLibvirtAndSim(t *testing.T) {
 			t.Errorf("action %s %s is %s, want aborted", a.Kind, a.Volume, a.State)
 		}
 	}
+	if _, ok := r3.Memory.PendingDetaches[zkey]; !ok {
+		t.Errorf("aborted run forgot the pending live detach")
+	}
+}
+
+func saveMemory(t *testing.T, dir string, m reconciler.Memory) string {
+	t.Helper()
+	path := filepath.Join(dir, "memory.json")
+	if err := reconciler.SaveMemory(path, m); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // simOnDomain starts a simulator whose libvirt compute backend maps one

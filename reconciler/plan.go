@@ -107,6 +107,7 @@ func Plan(obs Observation, mem Memory, pol Policy, now time.Time) Result {
 		}
 	}
 	next.Host, next.LastRun = obs.Host, now
+	markPendingDetaches(cands, mem, &next, res.Aborted)
 
 	// Gates, in order, then the cap over what is left.
 	var eligible []int
@@ -158,6 +159,39 @@ func Plan(obs Observation, mem Memory, pol Policy, now time.Time) Result {
 	})
 	res.Memory = next
 	return res
+}
+
+// markPendingDetaches turns the detach of a zombie whose live detach an
+// earlier run left pending (its disk now only in the live definition of a
+// running domain) into a live retry: one short attempt this run, not nova's
+// full timeout × attempts again; the finding says since when. A pending
+// entry whose zombie is no longer seen that way is forgotten, unless the
+// run aborted (then nothing is known).
+func markPendingDetaches(cands []candidate, mem Memory, next *Memory, aborted bool) {
+	still := map[string]bool{}
+	for i := range cands {
+		c := &cands[i]
+		p, ok := mem.PendingDetaches[c.f.Key]
+		if !ok || c.a == nil || c.a.Kind != ActionLibvirtDetach || c.a.Config || !c.a.Live {
+			continue
+		}
+		still[c.f.Key] = true
+		c.a.LiveRetry = true
+		c.f.LiveDetachPendingSince = p.Since
+		c.f.Detail += fmt.Sprintf("; live detach pending since %s (%d attempts so far): gone from the persistent config, the guest has not acknowledged the unplug; a power cycle drops it",
+			p.Since.UTC().Format(time.RFC3339), p.Attempts)
+	}
+	if aborted {
+		return
+	}
+	for k := range next.PendingDetaches {
+		if !still[k] {
+			delete(next.PendingDetaches, k)
+		}
+	}
+	if len(next.PendingDetaches) == 0 {
+		next.PendingDetaches = nil
+	}
 }
 
 // capOrder is the order in which eligible actions get the per-run budget:

@@ -17,7 +17,7 @@ import (
 // ordinary tests in `go test`; `scripts/fuzz.sh` runs each with -fuzz for a
 // bounded time.
 
-const goodMemory = `{"version":1,"domains":1,"servers":0,"sightings":{"k":{"class":"zombie_disk","first_seen":"2026-11-25T20:00:00Z","last_seen":"2026-11-25T20:10:00Z","count":2}}}`
+const goodMemory = `{"version":2,"domains":1,"servers":0,"sightings":{"k":{"class":"zombie_disk","first_seen":"2026-11-25T20:00:00Z","last_seen":"2026-11-25T20:10:00Z","count":2}}}`
 
 // FuzzParseMemory: a memory file is either refused as ErrCorruptMemory or
 // yields a memory that keeps the format's promises and survives a save and
@@ -25,7 +25,9 @@ const goodMemory = `{"version":1,"domains":1,"servers":0,"sightings":{"k":{"clas
 func FuzzParseMemory(f *testing.F) {
 	f.Add([]byte(goodMemory))
 	for _, s := range []string{
-		strings.Replace(goodMemory, `"version":1`, `"version":2`, 1),
+		strings.Replace(goodMemory, `"version":2`, `"version":3`, 1),
+		strings.Replace(goodMemory, `"version":2`, `"version":1`, 1),
+		strings.Replace(goodMemory, `"sightings":{`, `"pending_detaches":{"k":{"domain":"d","volume":"v","since":"2026-11-25T20:05:00Z","last_attempt":"2026-11-25T20:06:00Z","attempts":3}},"sightings":{`, 1),
 		strings.Replace(goodMemory, `"count":2`, `"count":0`, 1),
 		strings.Replace(goodMemory, `20:10:00Z`, `19:00:00Z`, 1),
 		strings.Replace(goodMemory, `"domains":1`, `"domains":-1`, 1),

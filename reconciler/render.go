@@ -102,6 +102,9 @@ func WriteTable(w io.Writer, r Result) error {
 				if a.Live {
 					defs = append(defs, "live")
 				}
+				if a.LiveRetry {
+					defs = append(defs, "retry")
+				}
 				kind += "(" + strings.Join(defs, "+") + ")"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.State, kind, a.Target(), dash(a.Reason))

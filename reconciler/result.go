@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -78,6 +79,10 @@ type Finding struct {
 	// Skipped says why the item is left alone and its sighting counter
 	// reset (transitional task state, migration, volume state).
 	Skipped string `json:"skipped,omitempty"`
+	// LiveDetachPendingSince is set on a zombie disk whose live detach an
+	// earlier run left pending (Memory.PendingDetaches): the disk is out of
+	// the persistent config, the guest has not acknowledged the unplug.
+	LiveDetachPendingSince time.Time `json:"live_detach_pending_since,omitzero"`
 }
 
 // ActionKind is a remedy. None of them deletes a volume; there is no kind
@@ -144,6 +149,11 @@ type Action struct {
 	// Config and Live say which definitions to detach from (libvirt_detach).
 	Config bool `json:"config,omitempty"`
 	Live   bool `json:"live,omitempty"`
+	// LiveRetry (libvirt_detach, live only): an earlier run left this live
+	// detach pending; ask once more with a single short attempt instead of
+	// nova's full timeout × attempts, and report it pending again unless the
+	// guest acknowledges.
+	LiveRetry bool `json:"live_retry,omitempty"`
 
 	Preconditions []Precondition `json:"preconditions"`
 	State         ActionState    `json:"state"`
@@ -243,6 +253,46 @@ func ExitCode(r Result) int {
 		}
 	}
 	return ExitClean
+}
+
+// NoteLiveDetach records in r.Memory what the libvirt_detach action for
+// findingKey did to the live definition: pending (the guest did not
+// acknowledge; attempts live requests were made this run, at at) keeps or
+// starts a PendingDetach and returns it; not pending (removed, or not there
+// any more) forgets it. It reports false when r has no such action. It is
+// pure: the act step calls it, and the caller saves r.Memory afterwards.
+func (r *Result) NoteLiveDetach(findingKey string, pending bool, attempts int, at time.Time) (PendingDetach, bool) {
+	var act *Action
+	for i := range r.Actions {
+		if a := &r.Actions[i]; a.FindingKey == findingKey && a.Kind == ActionLibvirtDetach {
+			act = a
+			break
+		}
+	}
+	if act == nil {
+		return PendingDetach{}, false
+	}
+	if !pending {
+		delete(r.Memory.PendingDetaches, findingKey)
+		return PendingDetach{}, true
+	}
+	at = at.UTC()
+	p, had := r.Memory.PendingDetaches[findingKey]
+	if !had || at.Before(p.LastAttempt) {
+		p = PendingDetach{Domain: act.Domain, Volume: act.Volume, Since: at}
+	}
+	if attempts < 1 {
+		attempts = 1
+	}
+	if p.Attempts <= math.MaxInt-attempts {
+		p.Attempts += attempts
+	}
+	p.LastAttempt = at
+	if r.Memory.PendingDetaches == nil {
+		r.Memory.PendingDetaches = map[string]PendingDetach{}
+	}
+	r.Memory.PendingDetaches[findingKey] = p
+	return p, true
 }
 
 func joinReasons(rs []string) string { return strings.Join(rs, "; ") }

@@ -48,6 +48,7 @@ type reconcileConfig struct {
 	metricsTextfile string
 	scope           string
 	detach          libvirtscan.DetachOptions
+	retryTimeout    time.Duration
 	pageSize        int
 	verbose         bool
 }
@@ -98,6 +99,7 @@ func parseReconcileFlags(args []string, hostname string, stderr io.Writer) (reco
 	fs.StringVar(&c.scope, "scope", "host", "what to reconcile: host (this compute host's domains); node is reserved for the stale-mount sweep of issue 4")
 	fs.DurationVar(&c.detach.Timeout, "detach-timeout", libvirtscan.DefaultDetachTimeout, "per attempt wait for the guest to acknowledge a live detach")
 	fs.IntVar(&c.detach.Attempts, "detach-attempts", libvirtscan.DefaultDetachAttempts, "live detach attempts before the removal is reported pending")
+	fs.DurationVar(&c.retryTimeout, "detach-retry-timeout", reconciler.DefaultRetryTimeout, "a live detach left pending by an earlier run is retried once per run, one attempt of this long")
 	fs.IntVar(&c.pageSize, "page-size", 0, "limit per OpenStack listing request (0: the server's maximum)")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -188,6 +190,9 @@ func (c reconcileConfig) validate() error {
 	}
 	if c.detach.Attempts < 1 {
 		bad("--detach-attempts %d: want 1 or more", c.detach.Attempts)
+	}
+	if c.retryTimeout <= 0 {
+		bad("--detach-retry-timeout %s: want more than 0", c.retryTimeout)
 	}
 	if c.pageSize < 0 {
 		bad("--page-size %d: want 0 (server maximum) or more", c.pageSize)
@@ -372,7 +377,7 @@ func (r *reconcileRunner) act(ctx context.Context, obs *reconciler.Observer, res
 		return err
 	}
 	defer audit.Close()
-	actor := &reconciler.Actor{Observer: obs, Audit: audit, Detach: r.c.detach}
+	actor := &reconciler.Actor{Observer: obs, Audit: audit, Detach: r.c.detach, RetryTimeout: r.c.retryTimeout}
 	return actor.Execute(ctx, res)
 }
 

@@ -47,6 +47,7 @@ func TestReconcileFlags(t *testing.T) {
 		{"textfile suffix", append(base, "--metrics-textfile", "/tmp/x.txt"), 2, "only files ending in .prom"},
 		{"detach timeout", append(base, "--detach-timeout", "0s"), 2, "--detach-timeout 0s"},
 		{"detach attempts", append(base, "--detach-attempts", "0"), 2, "--detach-attempts 0"},
+		{"detach retry timeout", append(base, "--detach-retry-timeout", "0s"), 2, "--detach-retry-timeout 0s"},
 		{"state file", append(base, "--state-file", ""), 2, "--state-file is empty"},
 		{"audit log", append(base, "--audit-log", ""), 2, "--audit-log is empty"},
 		{"stray argument", append(base, "now"), 2, "unexpected arguments"},
