@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,6 +111,9 @@ func validate(a simcloud.Attachment, attach bool) error {
 	switch {
 	case a.VolumeID == "":
 		return fmt.Errorf("%w: empty VolumeID", ErrInvalidAttachment)
+	case strings.ContainsAny(a.VolumeID, "/\x00"):
+		// Its serial names the by-id link: a slash would put it elsewhere.
+		return fmt.Errorf("%w: VolumeID %q contains / or NUL", ErrInvalidAttachment, a.VolumeID)
 	case a.InstanceID == "":
 		return fmt.Errorf("%w: empty InstanceID", ErrInvalidAttachment)
 	case a.NodeDevDir == "":
