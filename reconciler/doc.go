@@ -2,11 +2,28 @@
 // compute host against Cinder attachments and Nova's mappings. It observes,
 // plans (a pure function) and acts in three separate steps.
 //
+// # Files: pure core and I/O edges
+//
+// The decision core does no I/O and imports neither libvirtscan nor
+// openstack: observation.go (the Observation types, MergeDisks,
+// InvolvedVolumeIDs), index.go, policy.go, plan.go (Plan), precheck.go
+// (CheckPreconditions), result.go (Finding, Action, Result, SetOutcome,
+// NoteLiveDetach, ExitCode) and render.go (WriteTable, WriteJSON, to any
+// io.Writer). memory.go is pure apart from LoadMemory and SaveMemory, and
+// audit.go apart from opening and appending to the file.
+//
+// The I/O edges are observe.go (Observer: libvirt through libvirtscan, Nova
+// and Cinder through openstack, converting into this package's types),
+// act.go (Actor: libvirtscan's DetachDisk, openstack's attachment delete and
+// Nova detach), mounts_linux.go (mountinfo, probing sources with a timeout,
+// lazy unmount) and metrics.go (Prometheus). Tests of the core build
+// Observations by hand; tests of the edges run against a real libvirtd and
+// the simulator.
+//
 // # Observe
 //
-// The observe step (libvirt through libvirtscan, Nova and Cinder through
-// openstack, the mount table) fills an Observation. It converts into this
-// package's types; the reconciler imports neither. Each source carries a
+// The observe step (libvirt, Nova, Cinder, the mount table) fills an
+// Observation. Each source carries a
 // SourceStatus: SourceOK only when the whole, paginated listing was read.
 // Libvirt and Cinder are required; Nova and Mounts may be
 // SourceNotConfigured. Domain disks are the merge of the live and the
@@ -52,6 +69,17 @@
 // again), acts, appends an AuditRecord to the AuditLog, and records the
 // outcome with Result.SetOutcome. Then it saves Result.Memory with
 // SaveMemory (atomic, 0600) for the next run.
+//
+// A live detach the guest does not acknowledge (a firmware-only or hung
+// guest) leaves the disk out of the persistent config but attached to the
+// running domain: the action is pending, and Result.NoteLiveDetach
+// remembers it in Memory.PendingDetaches (domain, volume, since when,
+// attempts so far). On later runs Plan marks that zombie's detach
+// Action.LiveRetry: the act step asks once more with a single short attempt
+// (Actor.RetryTimeout) instead of nova's full timeout × attempts, and
+// reports it still pending unless the guest acknowledges; the finding's
+// detail says since when. The entry is forgotten once the zombie is no
+// longer live-only (acknowledged, power-cycled, or back in the config).
 //
 // # Output
 //
