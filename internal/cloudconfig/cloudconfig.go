@@ -230,17 +230,21 @@ func SearchLocations(explicit string) []string {
 // gophercloud's parser does not expose (auth_type, the noauth endpoint) and
 // the list of cloud names for a helpful error.
 type rawCloud struct {
-	AuthType string `yaml:"auth_type"`
-	Auth     struct {
-		Endpoint  string `yaml:"endpoint"`
-		ProjectID string `yaml:"project_id"`
-	} `yaml:"auth"`
-	BlockStorageEndpointOverride string `yaml:"block_storage_endpoint_override"`
-	VolumeEndpointOverride       string `yaml:"volume_endpoint_override"`
-	Interface                    string `yaml:"interface"`
-	EndpointType                 string `yaml:"endpoint_type"`
-	CACert                       string `yaml:"cacert"`
-	Verify                       *bool  `yaml:"verify"`
+	AuthType                     string  `yaml:"auth_type"`
+	Auth                         rawAuth `yaml:"auth"`
+	BlockStorageEndpointOverride string  `yaml:"block_storage_endpoint_override"`
+	VolumeEndpointOverride       string  `yaml:"volume_endpoint_override"`
+	Interface                    string  `yaml:"interface"`
+	EndpointType                 string  `yaml:"endpoint_type"`
+	CACert                       string  `yaml:"cacert"`
+	Verify                       *bool   `yaml:"verify"`
+}
+
+// rawAuth is the part of a cloud's auth section read by us (a named type,
+// so that a YAML type error names it rather than spelling out the struct).
+type rawAuth struct {
+	Endpoint  string `yaml:"endpoint"`
+	ProjectID string `yaml:"project_id"`
 }
 
 func fromCloudsYAML(cloud, explicit string) (*Resolved, error) {
