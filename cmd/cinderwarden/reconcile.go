@@ -303,6 +303,9 @@ func (r *reconcileRunner) run(ctx context.Context) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
+	// Logged under the lock: a start always follows the previous end.
+	r.log.Debug("reconcile run start", "host", r.c.host)
+	defer func() { r.log.Debug("reconcile run end", "host", r.c.host, "duration", time.Since(start)) }()
 	res, err := r.pass(ctx)
 	r.metrics.RecordRun(res, time.Since(start), start, err)
 	if r.c.metricsTextfile != "" {

@@ -94,6 +94,7 @@ func TestReconcileFlags(t *testing.T) {
 type reconcileFixture struct {
 	dir, clouds, xmlPath string
 	healthy, zombie      string
+	sim                  *simcloud.Sim
 }
 
 func newReconcileFixture(t *testing.T, ctx context.Context) reconcileFixture {
@@ -104,7 +105,7 @@ func newReconcileFixture(t *testing.T, ctx context.Context) reconcileFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
-	f := reconcileFixture{dir: t.TempDir()}
+	f := reconcileFixture{dir: t.TempDir(), sim: sim}
 	f.clouds = filepath.Join(f.dir, "clouds.yaml")
 	if err := sim.WriteCloudsYAML(f.clouds); err != nil {
 		t.Fatal(err)
@@ -301,4 +302,79 @@ func TestReconcileSchedule(t *testing.T) {
 	if !strings.Contains(stdout.String(), "zombie_disk") {
 		t.Errorf("scheduled run printed no zombie finding:\n%s", stdout.String())
 	}
+}
+
+// TestReconcileScheduleNoOverlap: with Nova's server listing slowed to
+// 1.5 s, every run takes longer than the 1 s schedule interval. The runs
+// never overlap (each start follows the previous end in the log, written
+// under the run lock), cron skips the ticks that fall inside a run rather
+// than queueing them, and runs_total counts only the runs that happened.
+func TestReconcileScheduleNoOverlap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	f := newReconcileFixture(t, ctx)
+	const interval, latency = time.Second, 1500 * time.Millisecond
+	f.sim.Faults().SetLatency(simcloud.OpServerList, latency)
+	textfile := filepath.Join(f.dir, "cinderwarden.prom")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	var stdout, stderr bytes.Buffer
+	began := time.Now()
+	go func() {
+		done <- dispatch(runCtx, f.args(simcloud.CloudAdmin, "--schedule", "@every "+interval.String(), "--metrics-textfile", textfile, "-v"), &stdout, &stderr)
+	}()
+	for delay := 20 * time.Millisecond; ; delay = min(delay*2, 200*time.Millisecond) {
+		if b, err := os.ReadFile(textfile); err == nil && strings.Contains(string(b), "cinderwarden_reconcile_runs_total 2") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			t.Fatalf("no second run within the deadline; stderr:\n%s", stderr.String())
+		case <-time.After(delay):
+		}
+	}
+	stop()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d after cancel, want 0", code)
+		}
+	case <-ctx.Done():
+		t.Fatal("reconcile --schedule did not stop after cancel")
+	}
+	elapsed := time.Since(began)
+
+	var seq []string
+	skips := 0
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		switch {
+		case strings.Contains(line, `msg="reconcile run start"`):
+			seq = append(seq, "start")
+		case strings.Contains(line, `msg="reconcile run end"`):
+			seq = append(seq, "end")
+		case strings.Contains(line, `msg="cron: skip"`):
+			skips++
+		}
+	}
+	starts, inFlight := 0, 0
+	for i, ev := range seq {
+		if ev == "start" {
+			starts++
+			inFlight++
+		} else {
+			inFlight--
+		}
+		if inFlight < 0 || inFlight > 1 {
+			t.Fatalf("runs overlap at event %d of %v", i, seq)
+		}
+	}
+	if starts < 2 || skips < 1 {
+		t.Errorf("%d runs, %d skipped ticks in %s; want ≥ 2 runs and ≥ 1 skip (each run takes > %s)\nstderr:\n%s", starts, skips, elapsed, interval, stderr.String())
+	}
+	// Ticks that did not become runs: at most one run per latency.
+	if maxRuns := int(elapsed/latency) + 1; starts > maxRuns {
+		t.Errorf("%d runs in %s with runs of ≥ %s: runs were queued or overlapped", starts, elapsed, latency)
+	}
+	t.Logf("%d runs, %d skipped ticks, no overlap, in %s (interval %s, each run ≥ %s)", starts, skips, elapsed.Round(time.Millisecond), interval, latency)
 }
