@@ -281,7 +281,10 @@ func (r *reconcileRunner) serveMetrics(ctx context.Context) (func(), error) {
 // loop runs on the cron schedule until ctx ends; a run still going when the
 // next is due makes cron skip that one.
 func (r *reconcileRunner) loop(ctx context.Context) int {
-	cl := cronLogger{r.log}
+	cl := &cronLogger{log: r.log}
+	// cron's goroutine may still log "stop" after Stop has returned; the
+	// logger is closed before loop returns, so nothing is written after.
+	defer cl.close()
 	sched := cron.New(cron.WithLogger(cl), cron.WithChain(cron.Recover(cl), cron.SkipIfStillRunning(cl)))
 	if _, err := sched.AddFunc(r.c.schedule, func() {
 		code := r.run(ctx)
@@ -402,10 +405,31 @@ func (r *reconcileRunner) client(ctx context.Context) (*openstack.Client, error)
 	return c, nil
 }
 
-// cronLogger adapts slog to cron's logger.
-type cronLogger struct{ log *slog.Logger }
+// cronLogger adapts slog to cron's logger. After close it drops messages.
+type cronLogger struct {
+	log    *slog.Logger
+	mu     sync.Mutex
+	closed bool
+}
 
-func (l cronLogger) Info(msg string, kv ...any) { l.log.Debug("cron: "+msg, kv...) }
-func (l cronLogger) Error(err error, msg string, kv ...any) {
-	l.log.Error("cron: "+msg, append(kv, "err", err)...)
+func (l *cronLogger) Info(msg string, kv ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.log.Debug("cron: "+msg, kv...)
+	}
+}
+
+func (l *cronLogger) Error(err error, msg string, kv ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.log.Error("cron: "+msg, append(kv, "err", err)...)
+	}
+}
+
+func (l *cronLogger) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
 }
