@@ -64,10 +64,10 @@ var renderedLine = regexp.MustCompile(`(?m)^\+(CINDERWARDEN_PLUGIN_ARGS|CINDERWA
 func TestAnsibleCheckMode(t *testing.T) {
 	testenv.RequireCommand(t, "ansible-playbook", "bash", "ldd", "mke2fs", "mkfs.xfs", "blkid", "go")
 	bin := cinderwardenBin.get(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	bctx, bcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer bcancel()
 	bundle := filepath.Join(t.TempDir(), "docker-plugin")
-	if _, _, err := run(ctx, repoRoot, nil, "bash", "deploy/docker-plugin/build.sh", "--no-create", "--binary", bin, "--out", bundle); err != nil {
+	if _, _, err := run(bctx, repoRoot, nil, "bash", "deploy/docker-plugin/build.sh", "--no-create", "--binary", bin, "--out", bundle); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -91,6 +91,9 @@ func TestAnsibleCheckMode(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // independent check-mode runs; nothing is written
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
 			vars := map[string]any{"cinderwarden_binary_src": bin}
 			for k, v := range tc.vars {
 				vars[k] = v

@@ -3,8 +3,12 @@ package deploytest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -20,6 +24,7 @@ import (
 	"github.com/cinderwarden/cinderwarden/internal/testenv"
 	"github.com/cinderwarden/cinderwarden/openstack"
 	"github.com/cinderwarden/cinderwarden/reconciler"
+	"github.com/cinderwarden/cinderwarden/simcloud"
 	"github.com/cinderwarden/cinderwarden/volumedriver"
 )
 
@@ -317,6 +322,63 @@ func TestReconcilerServesRegisteredMetrics(t *testing.T) {
 			t.Errorf("reconciler textfile lacks %s:\n%s", n, b)
 		}
 	}
+}
+
+// TestReconcilerPassServesMetrics runs one real reconcile pass of the
+// binary against libvirt's built-in test driver (through libvirtd) and
+// the simulator's Keystone, Nova and Cinder: its textfile holds the
+// findings and OpenStack API families the dashboard and the alerts read,
+// and nothing the registries do not describe.
+func TestReconcilerPassServesMetrics(t *testing.T) {
+	testenv.RequireLibvirt(t)
+	bin := cinderwardenBin.get(t)
+	names := registeredMetricNames(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	sim, err := simcloud.Start(ctx, simcloud.Options{StateDir: filepath.Join(dir, "sim"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := sim.Close(); err != nil {
+			t.Errorf("close simulator: %v", err)
+		}
+	})
+	if _, err := sim.AddInstance(simcloud.InstanceSpec{Name: "vm-1", Host: "compute-1"}); err != nil {
+		t.Fatal(err)
+	}
+	clouds := filepath.Join(dir, "clouds.yaml")
+	if err := sim.WriteCloudsYAML(clouds); err != nil {
+		t.Fatal(err)
+	}
+	textfile := filepath.Join(dir, "cinderwarden.prom")
+	stdout, stderr, err := run(ctx, dir, nil, bin, "reconcile", "--once", "--host", "compute-1",
+		"--os-cloud", simcloud.CloudAdmin, "--os-client-config-file", clouds, "--libvirt-uri", "test:///default",
+		"--state-file", filepath.Join(dir, "state.json"), "--audit-log", filepath.Join(dir, "audit.jsonl"),
+		"--metrics-textfile", textfile)
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) { // 1: findings
+		t.Fatalf("reconcile pass: %v", err)
+	}
+	b, err := os.ReadFile(textfile)
+	if err != nil {
+		t.Fatalf("no textfile: %v\n%s\n%s", err, stdout, stderr)
+	}
+	served := parseExposition(t, string(b))
+	for n := range served {
+		if !names[n] {
+			t.Errorf("reconciler serves %s, which the registries do not describe", n)
+		}
+	}
+	for _, n := range []string{"cinderwarden_reconcile_findings", "cinderwarden_reconcile_last_success_timestamp_seconds",
+		"cinderwarden_reconcile_run_duration_seconds", "openstack_api_requests_total", "openstack_api_request_duration_seconds"} {
+		if !served[n] {
+			t.Errorf("textfile of a real pass lacks %s:\n%s\nreconcile output:\n%s", n, b, stdout)
+		}
+	}
+	t.Logf("a real pass served %d metric families; its report:\n%s", len(served), stdout)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
