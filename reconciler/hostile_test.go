@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,48 @@ func TestPlanSightingCountSaturates(t *testing.T) {
 	}
 	if res.Findings[0].Sightings != math.MaxInt {
 		t.Fatalf("finding sightings = %d", res.Findings[0].Sightings)
+	}
+}
+
+// Observations with records lacking the ids actions are keyed on abort the
+// run with a reason naming the record; nothing is planned against "".
+// (FuzzPlanJSON found a volume without id whose attachment without id got a
+// ready cinder_attachment_delete.)
+func TestHostileObservationsWithoutIDs(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Observation)
+		want   string
+	}{
+		{"domain without UUID", func(o *Observation) { o.Libvirt.Domains[0].UUID = "" },
+			"libvirt: domain instance-00000001 has no UUID"},
+		{"server without id", func(o *Observation) { o.Nova.Servers[0].ID = "" },
+			"nova: server vm-1 has no id"},
+		{"mapping without volume id", func(o *Observation) { o.Nova.Servers[0].Volumes[0].VolumeID = "" },
+			"nova: server " + inst(1) + " has a volume mapping without a volume id"},
+		{"volume without id", func(o *Observation) { o.Cinder.Volumes[0].ID = "" },
+			"cinder: a volume has no id"},
+		{"attachment without id", func(o *Observation) { o.Cinder.Volumes[0].Attachments[0].ID = "" },
+			"cinder: volume " + vol(1) + " has an attachment without an id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A stale attachment (volume 1 on instance 1, no disk) next to
+			// a healthy mapping, so there is something to act on.
+			obs := obsOf([]Domain{domain(1, vdisk("vdc", 2))},
+				[]Server{server(1, mapping(2, 2, "/dev/vdc"))},
+				[]Volume{volume(1, "in-use", attachment(1, 1, "/dev/vdb")), volume(2, "in-use", attachment(2, 1, "/dev/vdc"))})
+			if res := Plan(obs, NewMemory(), immediate(), t0); res.Aborted || len(res.Executable()) != 1 {
+				t.Fatalf("the well-formed observation: aborted %v %q, %d executable", res.Aborted, res.AbortReasons, len(res.Executable()))
+			}
+			tt.mutate(&obs)
+			res := Plan(obs, NewMemory(), immediate(), t0)
+			if !res.Aborted || !slices.Contains(res.AbortReasons, tt.want) {
+				t.Fatalf("abort reasons %q, want one %q", res.AbortReasons, tt.want)
+			}
+			if n := len(res.Executable()); n != 0 {
+				t.Fatalf("%d executable actions on an aborted run", n)
+			}
+		})
 	}
 }

@@ -60,6 +60,7 @@ func Plan(obs Observation, mem Memory, pol Policy, now time.Time) Result {
 	}
 	use, srcAborts := assessSources(obs, mem, pol, &next)
 	aborts = append(aborts, srcAborts...)
+	aborts = append(aborts, missingIDs(obs)...)
 	if len(aborts) > 0 {
 		res.Aborted, res.AbortReasons = true, aborts
 	}
@@ -287,6 +288,43 @@ func assessSources(obs Observation, mem Memory, pol Policy, next *Memory) (usabl
 		}
 	}
 	return u, aborts
+}
+
+// missingIDs reports records without the ids that findings and actions are
+// keyed on (a domain UUID, a server id, a mapping's or a volume's id, an
+// attachment id). No real listing has them; an observer or proxy that
+// produced them is broken, and acting on such a record would target
+// nothing ("DELETE /attachments/"). Such a run aborts like one with a failed
+// source.
+func missingIDs(obs Observation) []string {
+	var out []string
+	for _, d := range obs.Libvirt.Domains {
+		if d.UUID == "" {
+			out = append(out, fmt.Sprintf("libvirt: domain %s has no UUID", quoteOr(d.Name, "without a name")))
+			break
+		}
+	}
+	for _, s := range obs.Nova.Servers {
+		if s.ID == "" {
+			out = append(out, fmt.Sprintf("nova: server %s has no id", quoteOr(s.Name, "without a name")))
+			break
+		}
+		if i := slices.IndexFunc(s.Volumes, func(m ServerVolume) bool { return m.VolumeID == "" }); i >= 0 {
+			out = append(out, fmt.Sprintf("nova: server %s has a volume mapping without a volume id", s.ID))
+			break
+		}
+	}
+	for _, v := range obs.Cinder.Volumes {
+		if v.ID == "" {
+			out = append(out, "cinder: a volume has no id")
+			break
+		}
+		if i := slices.IndexFunc(v.Attachments, func(a VolumeAttachment) bool { return a.ID == "" }); i >= 0 {
+			out = append(out, fmt.Sprintf("cinder: volume %s has an attachment without an id", v.ID))
+			break
+		}
+	}
+	return out
 }
 
 // detect finds every discrepancy the usable sources can show.
