@@ -29,6 +29,9 @@ type Config struct {
 	Policy   OptionPolicy
 	// Preempt is the global takeover setting (issue 4); default off.
 	Preempt PreemptMode
+	// Takeover and the stale-mount sweep (issue 4; see takeover.go and
+	// sweep_run.go). Zero values get the defaults of applyTakeoverDefaults.
+	Takeover TakeoverConfig
 	// DeleteUnmanaged lets Remove delete volumes the plugin did not create.
 	DeleteUnmanaged bool
 	// AttachTimeout bounds an attach (Nova accepted → Cinder in-use) and a
@@ -124,6 +127,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics, _ = NewMetrics(nil)
 	}
+	cfg.Takeover = cfg.Takeover.withDefaults(cfg.AttachTimeout)
 	d := &Driver{
 		cfg: cfg, cloud: cfg.Cloud, host: cfg.Host, inst: cfg.Identity.InstanceID,
 		layout: Layout{Root: cfg.Host.Config().MountRoot}, log: cfg.Logger, metrics: cfg.Metrics, ctx: ctx,
@@ -133,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if err := d.recover(ctx); err != nil {
 		return nil, err
 	}
+	d.startBackground()
 	return d, nil
 }
 

@@ -100,6 +100,7 @@ func (d *Driver) watchDevice(ctx context.Context, volumeID string) <-chan struct
 // attachment (polling with a short backoff, and at once when the device
 // appears); attached elsewhere → refused (takeover is issue 4).
 func (d *Driver) attach(ctx context.Context, a Action) Event {
+	octx := ctx // a takeover waits on its own bounds, then the attach starts afresh
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.AttachTimeout)
 	defer cancel()
 	wctx, wcancel := context.WithCancel(ctx)
@@ -107,6 +108,7 @@ func (d *Driver) attach(ctx context.Context, a Action) Event {
 	kick := d.watchDevice(wctx, a.VolumeID)
 	p := poller{b: d.cfg.Backoff}
 	requested := false // a Nova attach was sent (by us, or found in flight)
+	var gen uint64     // the fencing token this attach claimed (issue 4)
 	var last *openstack.Volume
 	for {
 		v, err := d.cloud.GetVolume(ctx, a.VolumeID)
@@ -120,7 +122,11 @@ func (d *Driver) attach(ctx context.Context, a Action) Event {
 		default:
 			last = v
 			if att := v.AttachedTo(d.inst); att != nil && v.Status == "in-use" {
-				return AttachDone{AttachmentID: att.AttachmentID}
+				if gen == 0 {
+					set, _ := SettingsFromMetadata(v.Metadata, d.cfg.Policy)
+					gen = set.Generation
+				}
+				return AttachDone{AttachmentID: att.AttachmentID, Generation: gen}
 			}
 			c := FromOpenStack(v)
 			switch {
@@ -137,6 +143,9 @@ func (d *Driver) attach(ctx context.Context, a Action) Event {
 				}
 				switch dec.Plan {
 				case PlanAttach:
+					if gen, err = d.claimGeneration(ctx, v); err != nil {
+						return AttachFailed{Err: err}
+					}
 					if _, err := d.cloud.AttachVolume(ctx, d.inst, a.VolumeID); err != nil {
 						// No answer: the attach may still happen.
 						return AttachFailed{Err: err, MayBeAttached: ctx.Err() != nil}
@@ -146,8 +155,11 @@ func (d *Driver) attach(ctx context.Context, a Action) Event {
 				case PlanAlreadyHere:
 					requested = true
 				case PlanTakeover:
-					return AttachFailed{Err: fmt.Errorf("volume %s (%s) is attached to instance %s on %s: takeover is not implemented by this plugin version",
-						v.Name, v.ID, dec.Holder.ServerID, dec.Holder.HostName)}
+					if err := d.takeover(octx, v, dec); err != nil {
+						return AttachFailed{Err: err}
+					}
+					cancel()
+					return d.attach(octx, a)
 				}
 			}
 		}

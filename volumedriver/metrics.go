@@ -19,6 +19,8 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	steps    *prometheus.HistogramVec
+	// takeover and sweep metrics (issue 4): takeover_metrics.go
+	tk *takeoverMetrics
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -40,8 +42,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120},
 		}, []string{"step", "result"}),
 	}
+	m.tk = newTakeoverMetrics()
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.duration, m.steps} {
+		for _, c := range append([]prometheus.Collector{m.requests, m.duration, m.steps}, m.tk.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

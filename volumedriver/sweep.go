@@ -31,6 +31,10 @@ func SweepEvent(s VolumeState, m *LiveMount, c *CinderVolume, instanceID string)
 	switch s.Phase {
 	case PhaseMounted:
 		switch {
+		case m == nil && goneHere:
+			// Unmounted behind the plugin's back (the node-scope sweep)
+			// and no longer attached here: drop the mount ids.
+			return Lost{Reason: "stale mount already gone and Cinder says it is no longer attached to this instance"}, "no longer attached here"
 		case m == nil:
 			return nil, "recorded as mounted but not in mountinfo: left for an operator"
 		case m.DeviceGone:

@@ -42,6 +42,7 @@ type pluginConfig struct {
 	StateDir       string
 	Policy         volumedriver.OptionPolicy
 	Preempt        volumedriver.PreemptMode
+	Takeover       volumedriver.TakeoverConfig
 	DeleteUnmanged bool
 	AttachTimeout  time.Duration
 	DeviceTimeout  time.Duration
@@ -77,6 +78,7 @@ func parsePluginFlags(args []string, stderr io.Writer) (*pluginConfig, int, bool
 	fs.BoolVar(&c.DeleteUnmanged, "delete-unmanaged", false, "let docker volume rm delete Cinder volumes the plugin did not create")
 	fs.DurationVar(&c.AttachTimeout, "attach-timeout", 2*time.Minute, "bound on a Nova attach or detach")
 	fs.DurationVar(&c.DeviceTimeout, "device-timeout", time.Minute, "bound on waiting for the attached device to appear (or go)")
+	preempt := registerTakeoverFlags(fs, &c.Takeover)
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", DefaultMetricsListen, `Prometheus /metrics listen address, or "off"`)
@@ -94,6 +96,10 @@ func parsePluginFlags(args []string, stderr io.Writer) (*pluginConfig, int, bool
 		}
 	}
 	if err := c.Validate(*level); err != nil {
+		fmt.Fprintf(stderr, "cinderwarden plugin: %v\n", err)
+		return nil, 2, false
+	}
+	if err := c.validateTakeover(*preempt); err != nil {
 		fmt.Fprintf(stderr, "cinderwarden plugin: %v\n", err)
 		return nil, 2, false
 	}
@@ -231,7 +237,7 @@ func servePlugin(ctx context.Context, c *pluginConfig, log *slog.Logger) error {
 	dctx, dcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer dcancel()
 	drv, err := volumedriver.New(dctx, volumedriver.Config{
-		Cloud: cloud, Host: host, Identity: ident, StateDir: c.StateDir, Policy: c.Policy, Preempt: c.Preempt,
+		Cloud: cloud, Host: host, Identity: ident, StateDir: c.StateDir, Policy: c.Policy, Preempt: c.Preempt, Takeover: c.Takeover,
 		DeleteUnmanaged: c.DeleteUnmanged, AttachTimeout: c.AttachTimeout, DeviceTimeout: c.DeviceTimeout,
 		Logger: log, Metrics: pm,
 	})
