@@ -67,7 +67,7 @@ func TestAnsibleCheckMode(t *testing.T) {
 	bctx, bcancel := context.WithTimeout(context.Background(), time.Minute)
 	defer bcancel()
 	bundle := filepath.Join(t.TempDir(), "docker-plugin")
-	if _, _, err := run(bctx, repoRoot, nil, "bash", "deploy/docker-plugin/build.sh", "--no-create", "--binary", bin, "--out", bundle); err != nil {
+	if _, _, err := run(bctx, repoRoot, nil, repoPath("deploy", "docker-plugin", "build.sh"), "--no-create", "--binary", bin, "--out", bundle); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

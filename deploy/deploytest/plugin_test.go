@@ -100,7 +100,7 @@ func TestManagedPlugin(t *testing.T) {
 
 	// make plugin's script, as an operator would run it.
 	name := fmt.Sprintf("cinderwarden-deploytest/cinder:%d", os.Getpid())
-	if _, _, err := run(ctx, repoRoot, nil, "bash", "deploy/docker-plugin/build.sh",
+	if _, _, err := run(ctx, repoRoot, nil, repoPath("deploy", "docker-plugin", "build.sh"),
 		"--name", name, "--binary", bin, "--out", filepath.Join(dir, "plugin"), "--force"); err != nil {
 		t.Fatal(err)
 	}
