@@ -22,6 +22,7 @@ type RowResult struct {
 	Row
 	// Benchmark is the benchmark that filled the row ("" if none did).
 	Benchmark string `json:"benchmark,omitempty"`
+	Unit      string `json:"unit,omitempty"`
 	Package   string `json:"package,omitempty"`
 	// Value is the displayed value (metric × Scale); nil when not measured.
 	Value   *float64 `json:"value,omitempty"`
@@ -75,19 +76,19 @@ func Evaluate(rows []Row, results []Result, outcomes []Outcome) []RowResult {
 	for _, row := range rows {
 		rr := RowResult{Row: row, Status: StatusNotMeasured}
 		var notes []string
-		for _, name := range row.Benchmarks {
-			res, ok := byName[name]
+		for _, src := range row.Sources {
+			res, ok := byName[src.Bench]
 			if !ok {
-				notes = append(notes, absentNote(name, outcomeOf))
+				notes = append(notes, absentNote(src.Bench, outcomeOf))
 				continue
 			}
-			v, ok := res.Metrics[row.Unit]
+			v, ok := res.Metrics[src.Unit]
 			if !ok {
-				notes = append(notes, fmt.Sprintf("benchmark %s reports no %s metric", name, row.Unit))
+				notes = append(notes, fmt.Sprintf("benchmark %s reports no %s metric", src.Bench, src.Unit))
 				continue
 			}
-			v *= row.Scale
-			rr.Benchmark, rr.Package, rr.Value = name, res.Package, &v
+			v *= src.Scale
+			rr.Benchmark, rr.Unit, rr.Package, rr.Value = src.Bench, src.Unit, res.Package, &v
 			rr.Display = fmt.Sprintf(row.Format, v)
 			switch {
 			case row.Target == nil:
@@ -174,9 +175,13 @@ func WriteMarkdown(w io.Writer, r Report) error {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", row.Title, mdEscape(row.Display), target, row.Status, bench)
 	}
 	b.WriteString("\nA row says \"not measured\" when no benchmark produced its metric; the report never fills in a number.\n")
-	b.WriteString("Reconcile rows come from `BenchmarkReconcileOnce` (the whole `cinderwarden reconcile --once` process over the\n")
-	b.WriteString("simulator and libvirt's test driver through libvirtd; API calls exclude the one Keystone token request) and fall\n")
-	b.WriteString("back to the in-process `BenchmarkObservePlan`.\n\n")
+	b.WriteString("Reconcile rows come from `BenchmarkReconcileOnce`: whole `cinderwarden reconcile --once` processes over the\n")
+	b.WriteString("simulator (every volume attached through Nova, 20,000 volumes) and libvirt's test driver through libvirtd.\n")
+	b.WriteString("The pass time excludes what only the test driver costs: libvirtd parsing the whole N-domain document when\n")
+	b.WriteString("the connection opens (measured by an in-process open of the same URI just before each pass, `open-s/op`);\n")
+	b.WriteString("qemu:///system has no such cost. The wall-time row keeps it. API calls are Nova and Cinder requests; the\n")
+	b.WriteString("one Keystone token request per process is `auth-calls/op`. Without that benchmark the rows fall back to the\n")
+	b.WriteString("in-process observe + plan of `BenchmarkObservePlan`.\n\n")
 	b.WriteString("## Runs\n\n| Package | Pattern | Benchtime | Seconds | Error |\n|---|---|---|---|---|\n")
 	for _, run := range r.Runs {
 		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %.1f | %s |\n", run.Pkg, run.Pattern, run.Benchtime, run.Seconds, mdEscape(run.Error))

@@ -114,16 +114,17 @@ func TestParseRejectsMalformed(t *testing.T) {
 
 func TestEvaluate(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
+	src := func(bench, unit string, scale float64) []Source { return []Source{{bench, unit, scale}} }
 	rows := []Row{
-		{ID: "met", Benchmarks: []string{"BenchmarkA"}, Unit: "x", Scale: 1, Format: "%.2f×", Target: &Target{Max: 1.05, Text: "≤ 1.05×"}},
-		{ID: "missed", Benchmarks: []string{"BenchmarkB"}, Unit: "ns/op", Scale: 1e-9, Format: "%.1f s", Target: &Target{Max: 2, Text: "≤ 2 s"}},
-		{ID: "boundary", Benchmarks: []string{"BenchmarkC"}, Unit: "calls/op", Scale: 1, Format: "%.0f", Target: &Target{Max: 10}},
-		{ID: "no target", Benchmarks: []string{"BenchmarkC"}, Unit: "ns/op", Scale: 1e-9, Format: "%.1f s"},
-		{ID: "fallback", Benchmarks: []string{"BenchmarkAbsent/n=5", "BenchmarkC"}, Unit: "calls/op", Scale: 1, Format: "%.0f"},
-		{ID: "absent", Benchmarks: []string{"BenchmarkAbsent/n=5"}, Unit: "x"},
-		{ID: "no metric", Benchmarks: []string{"BenchmarkA"}, Unit: "rss-MiB"},
-		{ID: "parent skipped", Benchmarks: []string{"BenchmarkSkipped/volumes=1000"}, Unit: "rss-MiB"},
-		{ID: "failed", Benchmarks: []string{"BenchmarkFailed/n=64"}, Unit: "x-one"},
+		{ID: "met", Sources: src("BenchmarkA", "x", 1), Format: "%.2f×", Target: &Target{Max: 1.05, Text: "≤ 1.05×"}},
+		{ID: "missed", Sources: src("BenchmarkB", "ns/op", 1e-9), Format: "%.1f s", Target: &Target{Max: 2, Text: "≤ 2 s"}},
+		{ID: "boundary", Sources: src("BenchmarkC", "calls/op", 1), Format: "%.0f", Target: &Target{Max: 10}},
+		{ID: "no target", Sources: src("BenchmarkC", "ns/op", 1e-9), Format: "%.1f s"},
+		{ID: "fallback", Sources: []Source{{"BenchmarkAbsent/n=5", "calls/op", 1}, {"BenchmarkA", "calls/op", 1}, {"BenchmarkC", "ns/op", 1e-9}}, Format: "%.1f"},
+		{ID: "absent", Sources: src("BenchmarkAbsent/n=5", "x", 1)},
+		{ID: "no metric", Sources: src("BenchmarkA", "rss-MiB", 1)},
+		{ID: "parent skipped", Sources: src("BenchmarkSkipped/volumes=1000", "rss-MiB", 1)},
+		{ID: "failed", Sources: src("BenchmarkFailed/n=64", "x-one", 1)},
 	}
 	results := []Result{
 		{Name: "BenchmarkA", Metrics: map[string]float64{"x": 1.02}, Package: "p/a"},
@@ -144,7 +145,7 @@ func TestEvaluate(t *testing.T) {
 		{StatusMissed, "2.5 s", "BenchmarkB", f(2.5)},
 		{StatusMet, "10", "BenchmarkC", f(10)},
 		{StatusNoTarget, "1.5 s", "BenchmarkC", f(1.5)},
-		{StatusNoTarget, "10", "BenchmarkC", f(10)},
+		{StatusNoTarget, "1.5", "BenchmarkC", f(1.5)},
 		{StatusNotMeasured, "not measured (benchmark BenchmarkAbsent/n=5 not present)", "", nil},
 		{StatusNotMeasured, "not measured (benchmark BenchmarkA reports no rss-MiB metric)", "", nil},
 		{StatusNotMeasured, "not measured (benchmark BenchmarkSkipped skipped: needs root)", "", nil},
@@ -169,13 +170,13 @@ func TestRowsWellFormed(t *testing.T) {
 	seen := map[string]bool{}
 	targets := map[string]float64{}
 	for _, r := range Rows() {
-		if r.ID == "" || seen[r.ID] || len(r.Benchmarks) == 0 || r.Unit == "" || r.Scale == 0 || r.Format == "" || r.Title == "" {
+		if r.ID == "" || seen[r.ID] || len(r.Sources) == 0 || r.Format == "" || r.Title == "" {
 			t.Errorf("malformed or duplicate row %+v", r)
 		}
 		seen[r.ID] = true
-		for _, b := range r.Benchmarks {
-			if !strings.HasPrefix(b, "Benchmark") {
-				t.Errorf("row %s: %q is not a benchmark name", r.ID, b)
+		for _, src := range r.Sources {
+			if !strings.HasPrefix(src.Bench, "Benchmark") || src.Unit == "" || src.Scale == 0 {
+				t.Errorf("row %s: malformed source %+v", r.ID, src)
 			}
 		}
 		if r.Target != nil {
@@ -186,8 +187,8 @@ func TestRowsWellFormed(t *testing.T) {
 	if !reflect.DeepEqual(targets, want) {
 		t.Errorf("targets %v, want %v", targets, want)
 	}
-	if len(Rows()) != 18 {
-		t.Errorf("%d rows, want 18 (issue 7 item 6)", len(Rows()))
+	if len(Rows()) != 21 {
+		t.Errorf("%d rows, want 21 (issue 7 item 6)", len(Rows()))
 	}
 }
 
@@ -222,6 +223,9 @@ func TestRenderFromSaved(t *testing.T) {
 	}
 	if r := byID["reconcile-calls-1000"]; r.Status != StatusMet || r.Benchmark != "BenchmarkObservePlan/instances=1000" {
 		t.Errorf("reconcile-calls-1000 = %+v", r)
+	}
+	if r := byID["reconcile-time-1000"]; r.Status != StatusMet || r.Benchmark != "BenchmarkObservePlan/instances=1000" || r.Unit != "ns/op" {
+		t.Errorf("reconcile-time-1000 (fallback to the in-process benchmark) = %+v", r)
 	}
 	if r := byID["reconcile-time-5000"]; r.Status != StatusNotMeasured || r.Value != nil ||
 		r.Display != "not measured (benchmark BenchmarkReconcileOnce/domains=5000 not present; benchmark BenchmarkObservePlan/instances=5000 not present)" {
