@@ -201,12 +201,21 @@ func TestManagedPlugin(t *testing.T) {
 	if _, err := docker.Run(ctx, "plugin", "enable", "--timeout", "60", name); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := docker.Run(ctx, "volume", "create", "-d", name, "cwdeploy-b"); err != nil {
+	if _, err := docker.Run(ctx, "volume", "create", "-d", name, "-o", "fstype=xfs", "cwdeploy-b"); err != nil {
 		t.Fatal(err)
 	}
 	leftVolumes["cwdeploy-b"] = true
 	if vb := volumeNamed(ctx, t, cloud, "cwdeploy-b"); vb.SizeGiB != 2 {
 		t.Errorf("cwdeploy-b created after `docker plugin set args=...--default-size=2`: %d GiB, want 2", vb.SizeGiB)
+	}
+	// mkfs.xfs and blkid from the plugin's rootfs: the container sees an
+	// xfs filesystem at /data.
+	mounts, err := docker.Run(ctx, "run", "--rm", "-v", "cwdeploy-b:/data", dockertest.Image, "cat", "/proc/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(mounts, " /data xfs ") {
+		t.Errorf("cwdeploy-b (-o fstype=xfs) in the container:\n%s", mounts)
 	}
 	if _, err := docker.Run(ctx, "volume", "rm", "cwdeploy-b"); err != nil {
 		t.Fatal(err)
