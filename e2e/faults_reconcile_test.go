@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,6 +205,158 @@ func runUnderFault(t *testing.T, seed uint64, k faultKind) string {
 	}
 	s.checkCompleted(t, *res, audit, events, k.mustComplete)
 	return "completed"
+}
+
+// LibvirtdRestartEnv must be 1 for TestReconcileLibvirtdRestart: it
+// restarts the machine's libvirtd, which breaks any other test talking to
+// it at that moment (running qemu domains survive a libvirtd restart; RPCs
+// in flight do not). Run it alone: go test -run TestReconcileLibvirtdRestart ./e2e
+const LibvirtdRestartEnv = "CINDERWARDEN_E2E_LIBVIRTD_RESTART"
+
+// TestReconcileLibvirtdRestart: libvirtd is stopped (SIGTERM) while a
+// reconcile --once --apply runs and started again (`libvirtd -d`): that run
+// takes no action and exits 2; the next run is normal and acts. libvirtd is restored even when
+// the test fails.
+func TestReconcileLibvirtdRestart(t *testing.T) {
+	testenv.RequireLibvirt(t)
+	testenv.RequireCommand(t, "libvirtd")
+	if os.Getenv(LibvirtdRestartEnv) != "1" {
+		t.Skipf("SKIPPED, NOT TESTED: restarts the shared libvirtd; set %s=1 and run this test alone", LibvirtdRestartEnv)
+	}
+	s := newReconcileScene(t, sceneSpec{seed: 77, instances: 2, healthy: 3, stale: 1})
+	t.Cleanup(func() { ensureLibvirtd(t) })
+	// Slow Nova and Cinder so the run is surely in progress when libvirtd
+	// goes away; libvirt is read concurrently with them.
+	for _, op := range []simcloud.Op{simcloud.OpServerList, simcloud.OpVolumeList, simcloud.OpAttachmentList} {
+		s.sim.Faults().SetLatency(op, 1500*time.Millisecond)
+	}
+	eventsBefore := len(s.sim.Events())
+	args := s.args("--once", "--apply", "--min-sightings", "1", "--min-age", "0s", "--output", "json")
+	// stdout (the JSON result) apart; stderr (-v log) watched for the
+	// moment the run has dialled libvirtd and authenticated: observing starts.
+	var stdout bytes.Buffer
+	p := &bgProc{cmd: exec.Command(pluginBin, append(args, "-v")...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &stdout, lockedWriter{p}
+	start := time.Now()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.stop(t) })
+	p.wait(t, `msg="openstack client ready"`, 30*time.Second)
+	pid := libvirtdPID(t)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM libvirtd %d: %v", pid, err)
+	}
+	waitGone(t, pid, 30*time.Second)
+	ensureLibvirtd(t)
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the run did not finish within 2 minutes of the libvirtd restart")
+	}
+	r := cwRun{stdout: stdout.Bytes(), stderr: []byte(p.text()), code: p.cmd.ProcessState.ExitCode(), took: time.Since(start)}
+	s.sim.Faults().Reset()
+	res := r.result(t)
+	t.Logf("run during the restart: exit %d after %v", r.code, r.took.Round(time.Millisecond))
+	if r.code != reconciler.ExitError {
+		// Seen when libvirtd goes away after the scan: every action is
+		// precondition_failed ("libvirt not re-read (failed)") and the
+		// run exits 1, as if the discrepancies had cleared by themselves.
+		t.Errorf("run during a libvirtd restart exited %d, want %d (a source failed)", r.code, reconciler.ExitError)
+	}
+	if res != nil {
+		var states []string
+		for _, a := range res.Actions {
+			states = append(states, fmt.Sprintf("%s %s (%s)", a.Kind, a.State, a.Reason))
+		}
+		t.Logf("aborted %v %q; sources %+v; actions %q", res.Aborted, res.AbortReasons, res.Sources, states)
+		if st := res.Sources["libvirt"]; st.State != reconciler.SourceOK && (!res.Aborted || r.code != reconciler.ExitError) {
+			t.Errorf("libvirt source %s but aborted %v, exit %d; want an aborted run, exit 2", st.State, res.Aborted, r.code)
+		}
+		for _, a := range res.Actions {
+			if a.State == reconciler.StateDone || a.State == reconciler.StatePending {
+				t.Errorf("action %s on %s was carried out (%s) in a run whose libvirtd went away", a.Kind, a.Volume, a.State)
+			}
+		}
+	}
+	for _, rec := range readAudit(t, s.auditLog()) {
+		if rec.Result == reconciler.StateDone || rec.Result == reconciler.StatePending {
+			t.Errorf("audit record of an action carried out during the restart: %+v", rec)
+		}
+	}
+	for _, e := range s.sim.Events()[eventsBefore:] {
+		t.Errorf("the cloud changed during the restart: %+v", e)
+	}
+	s.checkAttachments(t, nil)
+
+	// The next run is normal: every source complete, the stale attachment deleted.
+	next := runCW(t, 0, args...)
+	nres := next.result(t)
+	if nres == nil || nres.Aborted || next.code != reconciler.ExitFindings {
+		t.Fatalf("run after the restart: exit %d, want %d:\n%s\n%s", next.code, reconciler.ExitFindings, next.stdout, next.stderr)
+	}
+	s.checkCompleted(t, *nres, readAudit(t, s.auditLog()), s.sim.Events()[eventsBefore:], true)
+}
+
+// libvirtdPID finds the running libvirtd by /proc/*/comm.
+func libvirtdPID(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); err == nil && strings.TrimSpace(string(b)) == "libvirtd" {
+			return pid
+		}
+	}
+	t.Fatal("libvirtd is not running")
+	return 0
+}
+
+func waitGone(t *testing.T, pid int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("libvirtd %d still running %s after SIGTERM", pid, timeout)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// ensureLibvirtd starts `libvirtd -d` unless its socket answers, and waits
+// for the socket (60 s, as scripts/substrate.sh does).
+func ensureLibvirtd(t *testing.T) {
+	t.Helper()
+	if c, err := net.DialTimeout("unix", testenv.LibvirtSocket, time.Second); err == nil {
+		_ = c.Close()
+		return
+	}
+	if out, err := exec.Command("libvirtd", "-d").CombinedOutput(); err != nil {
+		t.Errorf("restart libvirtd: %v: %s", err, out)
+		return
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		if c, err := net.DialTimeout("unix", testenv.LibvirtSocket, time.Second); err == nil {
+			_ = c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("libvirtd socket %s not answering 60 s after restart", testenv.LibvirtSocket)
+			return
+		}
+		time.Sleep(delay)
+	}
 }
 
 // apiCalls sums openstack_api_requests_total from a metrics textfile:
