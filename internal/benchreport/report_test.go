@@ -249,3 +249,26 @@ func TestRenderFromSaved(t *testing.T) {
 		t.Errorf("docs copy differs from report.md: %v", err)
 	}
 }
+
+// TestRowsAcceptVolumedriverNames: the Mount rows fill from the names and
+// units volumedriver/bench_test.go reports today.
+func TestRowsAcceptVolumedriverNames(t *testing.T) {
+	out := `BenchmarkMountVsAttachLatency/attach=1s-2         	       1	1040000000 ns/op	      1040 ms/mount	         1.040 x_attach
+BenchmarkMountVsAttachLatency/attach=200ms-2      	       1	 260000000 ns/op	       260.0 ms/mount	         1.300 x_attach
+BenchmarkParallelMounts-2   	       1	2400000000 ns/op	      1010 ms/one	      1390 ms/sixteen	         1.376 x_one
+`
+	p, err := Parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range Evaluate(Rows(), p.Results, nil) {
+		got[r.ID] = r.Status + " " + r.Display
+	}
+	for id, want := range map[string]string{"mount-1s": "MET 1.040×", "mount-0.2s": "measured 1.300×",
+		"parallel-16": "MISSED 1.376×", "mount-3s": "NOT MEASURED not measured (benchmark BenchmarkMount/latency=3s not present; benchmark BenchmarkMountVsAttachLatency/attach=3s not present)"} {
+		if got[id] != want {
+			t.Errorf("%s = %q, want %q", id, got[id], want)
+		}
+	}
+}
