@@ -90,8 +90,9 @@ type Driver struct {
 	byName map[string]string // Docker name → volume id, for volumes held here
 
 	stateMu   sync.Mutex
-	state     NodeState
+	state     NodeState // as last written
 	statePath string
+	boot      string // this boot's id
 }
 
 // entry is one volume's machine and lock.
@@ -193,8 +194,9 @@ func (d *Driver) recover(ctx context.Context) error {
 			cinder[id] = FromOpenStack(v)
 		}
 	}
+	d.boot = bootID()
 	rec, err := Reconcile(ReconcileInput{
-		InstanceID: d.inst, BootID: bootID(), Layout: d.layout, State: st, Mounts: mounts,
+		InstanceID: d.inst, BootID: d.boot, Layout: d.layout, State: st, Mounts: mounts,
 		Cinder: cinder, Policy: d.cfg.Policy,
 	})
 	if err != nil {
@@ -234,8 +236,12 @@ func (d *Driver) persister(e *entry) Persister {
 	return func(s VolumeState) error {
 		d.stateMu.Lock()
 		defer d.stateMu.Unlock()
+		prev, had := d.state.Volume(s.VolumeID)
+		if !writeNeeded(prev, had, s) {
+			return nil
+		}
 		ns := d.state.With(s)
-		ns.InstanceID, ns.BootID = d.inst, bootID()
+		ns.InstanceID, ns.BootID = d.inst, d.boot
 		if err := SaveState(d.statePath, ns); err != nil {
 			e.broken = fmt.Errorf("volume %s: its state could not be saved (%w); restart the plugin to reconcile it", s.VolumeID, err)
 			return err

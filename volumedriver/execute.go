@@ -190,8 +190,13 @@ func (d *Driver) waitDevice(ctx context.Context, a Action) Event {
 // recorded type may be the default, not the truth); anything else is
 // refused by hostdisk's format guard. A failed mount never formats.
 func (d *Driver) mountFS(ctx context.Context, a Action) Event {
+	// hostdisk mounts "" as whatever filesystem the device holds and
+	// formats a blank one with its default, ext4: for ext4 (the common
+	// case) no probe of our own is needed.
 	fs := string(a.FSType)
-	if p, err := d.host.ProbeDevice(ctx, a.Device); err == nil && !p.Blank() {
+	if a.FSType == FSExt4 && hostdisk.DefaultFSType == string(FSExt4) {
+		fs = ""
+	} else if p, err := d.host.ProbeDevice(ctx, a.Device); err == nil && !p.Blank() {
 		fs = ""
 	}
 	res, err := d.host.Mount(ctx, hostdisk.MountRequest{VolumeID: a.VolumeID, Device: a.Device, FSType: fs})

@@ -1,0 +1,151 @@
+package volumedriver
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/volume"
+
+	"github.com/cinderwarden/cinderwarden/internal/testenv"
+	"github.com/cinderwarden/cinderwarden/simcloud"
+)
+
+// The issue 3 benchmarks drive the Driver in-process against the simulator
+// with real loop devices and mounts (root). Volumes are formatted before
+// the clock runs: what is measured is Mount of an existing volume — Cinder
+// lookup, Nova attach, the wait for Cinder and the by-id device, probe and
+// mount(2) — against the simulator's configured attach latency. Run with
+// e.g. -bench=Mount -benchtime=5x.
+
+func benchNode(b *testing.B, attach time.Duration) *simNode {
+	b.Helper()
+	testenv.RequireRoot(b)
+	testenv.RequireCommand(b, "mkfs.ext4", "blkid")
+	return newSimNode(b, simNodeOptions{loop: true, latency: simcloud.Latencies{
+		Create: 10 * time.Millisecond, Delete: 10 * time.Millisecond, Attach: attach, Detach: 20 * time.Millisecond}})
+}
+
+// prepare creates and formats n volumes (mount and unmount once each).
+func (n *simNode) prepare(b *testing.B, count int) []string {
+	b.Helper()
+	names := make([]string, count)
+	for i := range names {
+		names[i] = fmt.Sprintf("bench-%02d", i)
+		if err := n.drv.Create(&volume.CreateRequest{Name: names[i]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, count)
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := n.drv.Mount(&volume.MountRequest{Name: name, ID: "prep"}); err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = n.drv.Unmount(&volume.UnmountRequest{Name: name, ID: "prep"})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return names
+}
+
+// mountAll mounts every name in parallel with mount id id and returns the
+// wall time.
+func (n *simNode) mountAll(b *testing.B, names []string, id string) time.Duration {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	start := time.Now()
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = n.drv.Mount(&volume.MountRequest{Name: name, ID: id})
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return d
+}
+
+func (n *simNode) unmountAll(b *testing.B, names []string, id string) {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = n.drv.Unmount(&volume.UnmountRequest{Name: name, ID: id})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMountVsAttachLatency reports Mount's wall time as a multiple of
+// the simulator's attach latency (x_attach; target ≤ 1.05 at 1 s).
+func BenchmarkMountVsAttachLatency(b *testing.B) {
+	for _, lat := range []time.Duration{time.Second, 200 * time.Millisecond} {
+		b.Run(fmt.Sprintf("attach=%s", lat), func(b *testing.B) {
+			n := benchNode(b, lat)
+			names := n.prepare(b, 1)
+			b.ResetTimer()
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				id := fmt.Sprintf("m%d", i)
+				total += n.mountAll(b, names, id)
+				b.StopTimer()
+				n.unmountAll(b, names, id)
+				b.StartTimer()
+			}
+			mean := total / time.Duration(b.N)
+			b.ReportMetric(float64(mean)/float64(lat), "x_attach")
+			b.ReportMetric(float64(mean.Microseconds())/1000, "ms/mount")
+		})
+	}
+}
+
+// BenchmarkParallelMounts reports the wall time of 16 Mounts of distinct
+// volumes started together as a multiple of one Mount alone (x_one;
+// target ≤ 1.3), at a 1 s attach latency.
+func BenchmarkParallelMounts(b *testing.B) {
+	const lat = time.Second
+	n := benchNode(b, lat)
+	names := n.prepare(b, 16)
+	b.ResetTimer()
+	var one, sixteen time.Duration
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("m%d", i)
+		one += n.mountAll(b, names[:1], id)
+		b.StopTimer()
+		n.unmountAll(b, names[:1], id)
+		b.StartTimer()
+		sixteen += n.mountAll(b, names, id)
+		b.StopTimer()
+		n.unmountAll(b, names, id)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(sixteen)/float64(one), "x_one")
+	b.ReportMetric(float64((one / time.Duration(b.N)).Microseconds())/1000, "ms/one")
+	b.ReportMetric(float64((sixteen / time.Duration(b.N)).Microseconds())/1000, "ms/sixteen")
+}
