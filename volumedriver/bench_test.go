@@ -146,6 +146,6 @@ func BenchmarkParallelMounts(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(sixteen)/float64(one), "x_one")
-	b.ReportMetric(float64((one / time.Duration(b.N)).Microseconds())/1000, "ms/one")
-	b.ReportMetric(float64((sixteen / time.Duration(b.N)).Microseconds())/1000, "ms/sixteen")
+	b.ReportMetric(float64((one/time.Duration(b.N)).Microseconds())/1000, "ms/one")
+	b.ReportMetric(float64((sixteen/time.Duration(b.N)).Microseconds())/1000, "ms/sixteen")
 }
