@@ -201,6 +201,9 @@ func (c reconcileConfig) validate() error {
 }
 
 func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if nodeScope(args) {
+		return runNodeSweep(ctx, args, stdout, stderr)
+	} // issue 4: sweep.go
 	hostname, _ := os.Hostname()
 	c, code, ok := parseReconcileFlags(args, hostname, stderr)
 	if !ok {
