@@ -205,3 +205,44 @@ func TestDriverRestartKeepsMounts(t *testing.T) {
 		t.Fatalf("still mounted: %s", st)
 	}
 }
+
+// TestDriverBusyUnmount: an Unmount whose filesystem is busy fails, says
+// why, and leaves the volume mounted and attached (never detached under a
+// user); once the holder is gone, a Release unmounts and detaches.
+func TestDriverBusyUnmount(t *testing.T) {
+	n := newLoopNode(t)
+	if err := n.drv.Create(&volume.CreateRequest{Name: "busy"}); err != nil {
+		t.Fatal(err)
+	}
+	mr, err := n.drv.Mount(&volume.MountRequest{Name: "busy", ID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(mr.Mountpoint, "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n.drv.Unmount(&volume.UnmountRequest{Name: "busy", ID: "c1"})
+	f.Close()
+	if !errors.Is(err, hostdisk.ErrBusy) || !strings.Contains(err.Error(), "stays mounted and attached") {
+		t.Fatalf("Unmount of a busy filesystem: %v", err)
+	}
+	v := n.volume(t, "busy")
+	if v.Status != "in-use" {
+		t.Fatalf("after a busy unmount the volume is %s", v.Status)
+	}
+	if st, _, _ := n.drv.host.StateOf(filepath.Join(n.root, v.ID)); st != hostdisk.StateMounted {
+		t.Fatalf("after a busy unmount: %s", st)
+	}
+	// The idle sweep's Release (issue 4) retries once nobody holds it.
+	e, _, _ := n.drv.lookupLocal("busy")
+	e.mu.Lock()
+	_, err = Drive(context.Background(), e.v, Release{}, n.drv.execute, n.drv.persister(e))
+	e.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := n.volume(t, "busy"); v.Status != "available" {
+		t.Fatalf("after release: %s", v.Status)
+	}
+}
