@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -174,8 +175,10 @@ func benchOnce(ctx context.Context, goCmd string, r Run, left time.Duration, log
 	cmd.Stdout = io.MultiWriter(&buf, log)
 	cmd.Stderr = io.MultiWriter(&buf, log)
 	start := time.Now()
+	rr.LoadBefore = loadAvg()
 	err := cmd.Run()
 	rr.Seconds = time.Since(start).Seconds()
+	rr.LoadAfter = loadAvg()
 	if err != nil {
 		rr.Error = errSummary(err, buf.Bytes())
 	}
@@ -203,6 +206,23 @@ func errSummary(err error, out []byte) string {
 		}
 	}
 	return msg
+}
+
+// loadAvg is the 1-minute load average (0 when unknown).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }
 
 func cpuModel() string {

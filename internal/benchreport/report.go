@@ -36,6 +36,10 @@ type RowResult struct {
 type RunReport struct {
 	Run
 	Seconds float64 `json:"seconds"`
+	// LoadBefore and LoadAfter are /proc/loadavg's 1-minute load around
+	// the run: numbers measured on a busy machine say so.
+	LoadBefore float64 `json:"load_before"`
+	LoadAfter  float64 `json:"load_after"`
 	// Error is set when go test failed (compile error, a failing or
 	// timed-out benchmark); results printed before it are still used.
 	Error string `json:"error,omitempty"`
@@ -182,9 +186,12 @@ func WriteMarkdown(w io.Writer, r Report) error {
 	b.WriteString("qemu:///system has no such cost. The wall-time row keeps it. API calls are Nova and Cinder requests; the\n")
 	b.WriteString("one Keystone token request per process is `auth-calls/op`. Without that benchmark the rows fall back to the\n")
 	b.WriteString("in-process observe + plan of `BenchmarkObservePlan`.\n\n")
-	b.WriteString("## Runs\n\n| Package | Pattern | Benchtime | Seconds | Error |\n|---|---|---|---|---|\n")
+	b.WriteString("## Runs\n\nLoad is the 1-minute load average before → after the run, on " + fmt.Sprint(r.CPUs) + " CPUs; above that,\n")
+	b.WriteString("other work shared the machine and the times are pessimistic.\n\n")
+	b.WriteString("| Package | Pattern | Benchtime | Seconds | Load | Error |\n|---|---|---|---|---|---|\n")
 	for _, run := range r.Runs {
-		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %.1f | %s |\n", run.Pkg, run.Pattern, run.Benchtime, run.Seconds, mdEscape(run.Error))
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %.1f | %.1f → %.1f | %s |\n", run.Pkg, run.Pattern, run.Benchtime, run.Seconds,
+			run.LoadBefore, run.LoadAfter, mdEscape(run.Error))
 	}
 	if len(r.Outcomes) > 0 {
 		b.WriteString("\n## Skipped or failed benchmarks\n\n")
