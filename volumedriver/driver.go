@@ -89,10 +89,9 @@ type Driver struct {
 	vols   map[string]*entry // by volume id
 	byName map[string]string // Docker name → volume id, for volumes held here
 
-	stateMu   sync.Mutex
-	state     NodeState // as last written
 	statePath string
-	boot      string // this boot's id
+	boot      string       // this boot's id
+	state     *stateWriter // the state file's one writer
 }
 
 // entry is one volume's machine and lock.
@@ -208,7 +207,7 @@ func (d *Driver) recover(ctx context.Context) error {
 	if err := SaveState(d.statePath, rec.State); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
-	d.state = rec.State
+	d.state = newStateWriter(d.statePath, d.inst, d.boot, rec.State)
 	for _, rv := range rec.Volumes {
 		v, err := RestoreVolume(rv.State)
 		if err != nil {
@@ -234,28 +233,17 @@ func (d *Driver) recover(ctx context.Context) error {
 // persister writes the volume's state into the state file (one writer).
 func (d *Driver) persister(e *entry) Persister {
 	return func(s VolumeState) error {
-		d.stateMu.Lock()
-		defer d.stateMu.Unlock()
-		prev, had := d.state.Volume(s.VolumeID)
-		if !writeNeeded(prev, had, s) {
-			return nil
-		}
-		ns := d.state.With(s)
-		ns.InstanceID, ns.BootID = d.inst, d.boot
-		if err := SaveState(d.statePath, ns); err != nil {
+		if err := d.state.Put(s); err != nil {
 			e.broken = fmt.Errorf("volume %s: its state could not be saved (%w); restart the plugin to reconcile it", s.VolumeID, err)
 			return err
 		}
-		d.state = ns
 		return nil
 	}
 }
 
 // State returns a copy of the node state as last saved.
 func (d *Driver) State() NodeState {
-	d.stateMu.Lock()
-	defer d.stateMu.Unlock()
-	return d.state
+	return d.state.Written()
 }
 
 // lookupLocal returns the entry of a volume this node holds under name.
@@ -590,9 +578,7 @@ func (d *Driver) Path(req *volume.PathRequest) (*volume.PathResponse, error) {
 // not wait for an operation in flight (Get and List must stay fast): it
 // reads the last saved state.
 func (d *Driver) localState(id string) *VolumeState {
-	d.stateMu.Lock()
-	defer d.stateMu.Unlock()
-	if s, ok := d.state.Volume(id); ok {
+	if s, ok := d.state.Written().Volume(id); ok {
 		return &s
 	}
 	return nil
