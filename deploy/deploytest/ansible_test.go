@@ -79,14 +79,14 @@ func TestAnsibleCheckMode(t *testing.T) {
 			map[string]any{"cinderwarden_reconcile_apply": true, "cinderwarden_reconcile_mount_bases": []string{"/var/lib/nova/mnt"},
 				"cinderwarden_plugin_instance_id": "6f9c1c8e-1f7b-4c39-9d7e-0d6a4f1d2b3c", "cinderwarden_reconcile_min_sightings": 4},
 			map[string][]string{
-				"CINDERWARDEN_PLUGIN_ARGS":    {"--driver-name=cinder", "--instance-id=6f9c1c8e-1f7b-4c39-9d7e-0d6a4f1d2b3c"},
+				"CINDERWARDEN_PLUGIN_ARGS":    {"--driver-name=cinder", "--instance-id=6f9c1c8e-1f7b-4c39-9d7e-0d6a4f1d2b3c", "--preempt=off"},
 				"CINDERWARDEN_RECONCILE_ARGS": {"--apply", "--mount-base=/var/lib/nova/mnt", "--min-sightings=4", "--metrics-textfile=/var/lib/prometheus/node-exporter/cinderwarden.prom"},
 			}},
 		{"managed plugin, scheduled reconciler, dry-run",
 			map[string]any{"cinderwarden_plugin_mode": "managed", "cinderwarden_plugin_managed_src": bundle,
-				"cinderwarden_reconcile_mode": "scheduled", "cinderwarden_plugin_default_size": 20},
+				"cinderwarden_reconcile_mode": "scheduled", "cinderwarden_plugin_default_size": 20, "cinderwarden_plugin_preempt": "on"},
 			map[string][]string{
-				"args":                        {"--default-size=20", "--identity-order=metadata,dmi"},
+				"args":                        {"--default-size=20", "--identity-order=metadata,dmi", "--preempt=on"},
 				"CINDERWARDEN_RECONCILE_ARGS": {"--metrics-listen=127.0.0.1:9478"},
 			}},
 	} {

@@ -153,7 +153,7 @@ var optionDocs = map[string]string{
 	volumedriver.OptSnapshot:         "Create from this snapshot (id or name). Excludes `source`.",
 	volumedriver.OptSource:           "Clone this volume (id or name). Excludes `snapshot`.",
 	volumedriver.OptDescription:      "Cinder description, passed as is.",
-	volumedriver.OptPreempt:          "Takeover setting for this volume (`true`/`false`, `yes`/`no`, `1`/`0`), stored in its metadata as `cinderwarden.preempt`: what a Mount does while another instance holds the volume. Unset: the plugin's global setting (off).",
+	volumedriver.OptPreempt:          "Takeover setting for this volume (`true`/`false`, `yes`/`no`, `1`/`0`), stored in its metadata as `cinderwarden.preempt`: what a Mount does while another instance holds the volume. Unset: the plugin's global `--preempt` (default `off`). See docs/marathon.md.",
 	volumedriver.OptPreemptForce:     "`true`: take over even while a container on the holder still uses the volume (implies `preempt=true`; contradicts an explicit `preempt=false`). Stored as `cinderwarden.preempt_force`.",
 }
 

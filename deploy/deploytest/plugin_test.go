@@ -99,7 +99,10 @@ func TestManagedPlugin(t *testing.T) {
 	}
 
 	// make plugin's script, as an operator would run it.
+	// Names are per process: Docker volume names are global across drivers
+	// and another `go test` may run this package at the same time.
 	name := fmt.Sprintf("cinderwarden-deploytest/cinder:%d", os.Getpid())
+	volA, volB := fmt.Sprintf("cwdeploy-a-%d", os.Getpid()), fmt.Sprintf("cwdeploy-b-%d", os.Getpid())
 	if _, _, err := run(ctx, repoRoot, nil, repoPath("deploy", "docker-plugin", "build.sh"),
 		"--name", name, "--binary", bin, "--out", filepath.Join(dir, "plugin"), "--force"); err != nil {
 		t.Fatal(err)
@@ -144,18 +147,18 @@ func TestManagedPlugin(t *testing.T) {
 
 	// A volume through the managed plugin: created in Cinder, written by
 	// one container, read by the next.
-	if _, err := docker.Run(ctx, "volume", "create", "-d", name, "-o", "size=1", "cwdeploy-a"); err != nil {
+	if _, err := docker.Run(ctx, "volume", "create", "-d", name, "-o", "size=1", volA); err != nil {
 		t.Fatal(err)
 	}
-	leftVolumes["cwdeploy-a"] = true
-	va := volumeNamed(ctx, t, cloud, "cwdeploy-a")
+	leftVolumes[volA] = true
+	va := volumeNamed(ctx, t, cloud, volA)
 	if va.SizeGiB != 1 {
-		t.Errorf("cwdeploy-a: %d GiB in Cinder, want 1", va.SizeGiB)
+		t.Errorf("%s: %d GiB in Cinder, want 1", volA, va.SizeGiB)
 	}
-	if _, err := docker.Run(ctx, "run", "--rm", "-v", "cwdeploy-a:/data", dockertest.Image, "sh", "-c", "echo written-through-managed-plugin > /data/f"); err != nil {
+	if _, err := docker.Run(ctx, "run", "--rm", "--network", "none", "-v", volA+":/data", dockertest.Image, "sh", "-c", "echo written-through-managed-plugin > /data/f"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := docker.Run(ctx, "run", "--rm", "-v", "cwdeploy-a:/data", dockertest.Image, "cat", "/data/f")
+	got, err := docker.Run(ctx, "run", "--rm", "--network", "none", "-v", volA+":/data", dockertest.Image, "cat", "/data/f")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,10 +182,10 @@ func TestManagedPlugin(t *testing.T) {
 		}
 	}
 
-	if _, err := docker.Run(ctx, "volume", "rm", "cwdeploy-a"); err != nil {
+	if _, err := docker.Run(ctx, "volume", "rm", volA); err != nil {
 		t.Fatal(err)
 	}
-	delete(leftVolumes, "cwdeploy-a")
+	delete(leftVolumes, volA)
 
 	// docker plugin set: disable → set → enable changes the default size.
 	if _, err := docker.Run(ctx, "plugin", "disable", name); err != nil {
@@ -201,26 +204,26 @@ func TestManagedPlugin(t *testing.T) {
 	if _, err := docker.Run(ctx, "plugin", "enable", "--timeout", "60", name); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := docker.Run(ctx, "volume", "create", "-d", name, "-o", "fstype=xfs", "cwdeploy-b"); err != nil {
+	if _, err := docker.Run(ctx, "volume", "create", "-d", name, "-o", "fstype=xfs", volB); err != nil {
 		t.Fatal(err)
 	}
-	leftVolumes["cwdeploy-b"] = true
-	if vb := volumeNamed(ctx, t, cloud, "cwdeploy-b"); vb.SizeGiB != 2 {
-		t.Errorf("cwdeploy-b created after `docker plugin set args=...--default-size=2`: %d GiB, want 2", vb.SizeGiB)
+	leftVolumes[volB] = true
+	if vb := volumeNamed(ctx, t, cloud, volB); vb.SizeGiB != 2 {
+		t.Errorf("%s created after `docker plugin set args=...--default-size=2`: %d GiB, want 2", volB, vb.SizeGiB)
 	}
 	// mkfs.xfs and blkid from the plugin's rootfs: the container sees an
 	// xfs filesystem at /data.
-	mounts, err := docker.Run(ctx, "run", "--rm", "-v", "cwdeploy-b:/data", dockertest.Image, "cat", "/proc/mounts")
+	mounts, err := docker.Run(ctx, "run", "--rm", "--network", "none", "-v", volB+":/data", dockertest.Image, "cat", "/proc/mounts")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(mounts, " /data xfs ") {
-		t.Errorf("cwdeploy-b (-o fstype=xfs) in the container:\n%s", mounts)
+		t.Errorf("%s (-o fstype=xfs) in the container:\n%s", volB, mounts)
 	}
-	if _, err := docker.Run(ctx, "volume", "rm", "cwdeploy-b"); err != nil {
+	if _, err := docker.Run(ctx, "volume", "rm", volB); err != nil {
 		t.Fatal(err)
 	}
-	delete(leftVolumes, "cwdeploy-b")
+	delete(leftVolumes, volB)
 	if vs, err := cloud.ListVolumes(ctx, openstack.VolumeFilter{}); err != nil || len(vs) != 0 {
 		t.Errorf("volumes left in Cinder after docker volume rm: %v %v", vs, err)
 	}
