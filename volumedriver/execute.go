@@ -60,23 +60,33 @@ func eventErr(ev Event) error {
 	return nil
 }
 
-// poller polls with the driver's backoff; kick makes the next poll
-// immediate (the by-id device appeared) and restarts the backoff.
+// poller polls with the driver's backoff; a kick (the by-id device
+// appeared) makes the next poll immediate and the one after it come soon:
+// Cinder completes the attachment right after the hypervisor plugged the
+// disk.
 type poller struct {
-	b    openstack.Backoff
-	next time.Duration
+	b      openstack.Backoff
+	next   time.Duration
+	kicked bool
 }
+
+// afterKick is the interval after the poll a kick triggered.
+const afterKick = 5 * time.Millisecond
 
 // wait sleeps until the next poll; false when ctx ended.
 func (p *poller) wait(ctx context.Context, kick <-chan struct{}) bool {
-	p.next = p.b.Next(p.next)
-	t := time.NewTimer(p.next)
+	d := p.b.Next(p.next)
+	if p.kicked {
+		d, p.kicked = afterKick, false
+	}
+	p.next = d
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
 	case <-kick:
-		p.next = 0
+		p.next, p.kicked = 0, true
 		return true
 	case <-t.C:
 		return true
