@@ -304,6 +304,9 @@ var knownKinds = map[ActionKind]bool{ActionLibvirtDetach: true, ActionCinderAtta
 //   - a dry-run, an aborted run or an invalid policy executes nothing;
 //     a failed or suspiciously empty required source aborts the run;
 //   - at most MaxActions actions execute, each seen often and long enough;
+//   - an action that passed its gates satisfies its own preconditions
+//     against the observation it was planned from;
+//   - the result renders as a table and as valid JSON;
 //   - the memory to save is one ParseMemory accepts.
 func checkPlan(t *testing.T, obs Observation, mem Memory, pol Policy, now time.Time) Result {
 	t.Helper()
@@ -346,6 +349,11 @@ func checkPlan(t *testing.T, obs Observation, mem Memory, pol Policy, now time.T
 		if a.State != StateReady && a.State != StateDryRun {
 			continue
 		}
+		// The act step re-checks the preconditions against fresh state;
+		// against the very state they were planned from they must hold.
+		if err := CheckPreconditions(a, obs); err != nil {
+			t.Fatalf("action %s %s fails its own preconditions on the observation it came from: %v", a.Kind, a.FindingKey, err)
+		}
 		switch a.Kind {
 		case ActionCinderAttachmentDelete:
 			if a.Attachment == "" || a.Volume == "" {
@@ -371,6 +379,14 @@ func checkPlan(t *testing.T, obs Observation, mem Memory, pol Policy, now time.T
 		if !ok || fd.Skipped != "" || fd.Sightings < pol.MinSightings || now.Sub(fd.FirstSeen) < pol.MinAge {
 			t.Fatalf("ready action %+v for finding %+v: not seen often or long enough", a, fd)
 		}
+	}
+	var out bytes.Buffer
+	if err := WriteTable(&out, res); err != nil {
+		t.Fatalf("WriteTable: %v", err)
+	}
+	out.Reset()
+	if err := WriteJSON(&out, res); err != nil || !json.Valid(out.Bytes()) {
+		t.Fatalf("WriteJSON: %v (valid JSON: %v)", err, json.Valid(out.Bytes()))
 	}
 	b, err := json.Marshal(res.Memory)
 	if err != nil {
