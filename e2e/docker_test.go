@@ -110,15 +110,15 @@ func TestDockerVolumeLifecycle(t *testing.T) {
 		t.Fatalf("Cinder volume after docker volume create: %+v", cv)
 	}
 
-	if _, err := d.Run(ctx, "run", "--rm", "-v", v1+":/data", dockertest.Image, "sh", "-c", "echo hi > /data/f"); err != nil {
+	if _, err := d.Run(ctx, "run", "--rm", "--network", "none", "-v", v1+":/data", dockertest.Image, "sh", "-c", "echo hi > /data/f"); err != nil {
 		t.Fatal(err)
 	}
-	out, err := d.Run(ctx, "run", "--rm", "-v", v1+":/data", dockertest.Image, "cat", "/data/f")
+	out, err := d.Run(ctx, "run", "--rm", "--network", "none", "-v", v1+":/data", dockertest.Image, "cat", "/data/f")
 	if err != nil || out != "hi" {
 		t.Fatalf("second container read %q, %v", out, err)
 	}
 	// No lost+found in the container's view: Docker got the data subdir.
-	if out, err := d.Run(ctx, "run", "--rm", "-v", v1+":/data", dockertest.Image, "ls", "-a", "/data"); err != nil || strings.Contains(out, "lost+found") {
+	if out, err := d.Run(ctx, "run", "--rm", "--network", "none", "-v", v1+":/data", dockertest.Image, "ls", "-a", "/data"); err != nil || strings.Contains(out, "lost+found") {
 		t.Fatalf("ls /data: %q %v", out, err)
 	}
 	if v := e.waitStatus(cv.ID, "available", 20*time.Second); len(v.Attachments) != 0 {
@@ -223,14 +223,14 @@ func TestDockerSharedVolume(t *testing.T) {
 	t.Cleanup(func() { _, _ = d.Run(context.Background(), "rm", "-f", long) })
 	// Docker mounts the volume once at container create (to copy the
 	// image's /data) and again at start; count from the start on.
-	if _, err := d.Run(ctx, "create", "--name", long, "-v", name+":/data", dockertest.Image, "sh", "-c", "echo one > /data/a; sleep 600"); err != nil {
+	if _, err := d.Run(ctx, "create", "--network", "none", "--name", long, "-v", name+":/data", dockertest.Image, "sh", "-c", "echo one > /data/a; sleep 600"); err != nil {
 		t.Fatal(err)
 	}
 	mark := len(e.sim.Events())
 	if _, err := d.Run(ctx, "start", long); err != nil {
 		t.Fatal(err)
 	}
-	out, err := d.Run(ctx, "run", "--rm", "-v", name+":/data", dockertest.Image, "sh", "-c",
+	out, err := d.Run(ctx, "run", "--rm", "--network", "none", "-v", name+":/data", dockertest.Image, "sh", "-c",
 		"for i in 1 2 3 4 5 6 7 8 9 10; do test -f /data/a && break; sleep 0.2; done; cat /data/a; echo two > /data/b")
 	if err != nil || out != "one" {
 		t.Fatalf("second container: %q %v", out, err)
