@@ -251,3 +251,35 @@ func TestKillDuringDetach(t *testing.T) {
 	e.assertDetached(id)
 	e.finish("kdet", id)
 }
+
+// TestPluginSIGTERM: the socket is 0660 and the state dir 0700 while
+// serving; SIGTERM stops the plugin cleanly (exit 0, socket removed) and
+// leaves a mounted volume mounted for its running container.
+func TestPluginSIGTERM(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	p := e.startPlugin("")
+	for path, want := range map[string]os.FileMode{e.socket: 0o660, e.state: 0o700} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+	}
+	id := e.createVolume("kterm")
+	out := e.mustPost("/VolumeDriver.Mount", map[string]string{"Name": "kterm", "ID": "c1"})
+	p.stop()
+	if code := p.exitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	if _, err := os.Lstat(e.socket); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket left after SIGTERM: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out["Mountpoint"].(string))); err != nil {
+		t.Fatalf("the container's mount went away with the plugin: %v", err)
+	}
+	e.startPlugin("")
+	e.mustPost("/VolumeDriver.Unmount", map[string]string{"Name": "kterm", "ID": "c1"})
+	e.assertDetached(id)
+}
