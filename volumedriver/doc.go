@@ -2,7 +2,10 @@
 // Docker volume is one Cinder volume. The per-volume state machine is kept
 // apart from the OpenStack calls and the mount syscalls.
 //
-// This package is the pure core; it does no I/O except the state file:
+// The package has a pure core (no I/O except the state file) and the
+// wiring that does the I/O around it.
+//
+// Pure core:
 //
 //   - Names (ValidateName) and Create options (ParseCreateOptions with an
 //     OptionPolicy) are validated before any API call; errors carry a class
@@ -23,7 +26,35 @@
 //   - The protocol edge (DecodeCreate, DecodeMount, ..., PluginErr,
 //     DockerVolume) uses go-plugins-helpers/volume types.
 //
-// Wiring contract (for the plugin server):
+// Wiring (driver.go, execute.go, server.go, identity.go, persist.go):
+//
+//   - New(ctx, Config) builds the Driver — it implements go-plugins-helpers'
+//     volume.Driver — and recovers before returning (contract step 1
+//     below); serve only after it succeeded. Driver.Handler serves the
+//     protocol (decode with Decode*, call the driver, encode; errors as
+//     {"Err": PluginErr(err)}, status 500); ListenUnix makes the 0660
+//     socket. Create validates before any API call, adopts an existing
+//     volume of the same name (two: an error naming both ids), marks new
+//     volumes managed and waits until available. Remove refuses while
+//     attached anywhere (*AttachedError names where) and deletes only
+//     managed volumes unless Config.DeleteUnmanaged. Get/List show
+//     Cinder's view plus this node's (List: every page of the project).
+//   - The executor: ActAttach goes through Nova os-volume_attachments and
+//     polls Cinder with a short backoff (20 ms ×1.5, cap 250 ms), at once
+//     when the by-id device shows up (inotify); ActWaitDevice finds the
+//     device by volume id (hostdisk); ActMount lets hostdisk format only a
+//     blank device; ActDetach is Nova DELETE, then waits for Cinder and for
+//     the device to go. Every step logs a "step" line at start and end and
+//     feeds cinderwarden_volume_step_duration_seconds; every request logs
+//     one "request" line (volume, mount id, duration, outcome) and feeds
+//     cinderwarden_plugin_request*{operation,result} (NewMetrics).
+//   - The state file has one writer (stateWriter): concurrent writes are
+//     group-committed, and writes a restart re-derives (attaching →
+//     waiting-device → mounting) are skipped (writeNeeded).
+//   - ResolveIdentity: override, else config drive / metadata service /
+//     DMI product uuid in the configured order, cached in the state dir.
+//
+// Wiring contract (what the Driver follows):
 //
 //  1. At start: LoadState; list mounts under Layout.Root (hostdisk); ask
 //     Cinder about every volume in the state file and the mounts and every
