@@ -103,7 +103,7 @@ func (g *gen) pick(s ...string) string { return s[g.n(len(s))] }
 func (g *gen) flag() bool              { return g.n(2) == 1 }
 
 func (g *gen) source() SourceStatus {
-	switch g.n(10) {
+	switch g.n(24) {
 	case 7:
 		return SourceStatus{State: SourceFailed, Reason: "list page 3: 503"}
 	case 8:
@@ -185,14 +185,24 @@ func (g *gen) observation() Observation {
 }
 
 func (g *gen) policy() Policy {
-	p := Policy{Apply: g.flag(), MinSightings: g.n(5), MaxActions: g.n(8) - 1, // -1 is invalid
+	p := Policy{Apply: g.n(3) != 2, MinSightings: 1 + g.n(4), MaxActions: g.n(7),
 		NovaDetachMissingDisk: g.flag(), ActWithoutNova: g.flag()}
-	p.MinAge = []time.Duration{0, 0, 10 * time.Minute, 30 * time.Minute, -time.Second}[g.n(5)]
-	switch g.n(4) {
-	case 1, 2:
+	p.MinAge = []time.Duration{0, 0, 10 * time.Minute, 30 * time.Minute}[g.n(4)]
+	if g.n(3) != 0 {
 		p.MountBases = []string{"/var/lib/nova/mnt"}
-	case 3:
-		p.MountBases = []string{g.pick("/", "relative", "/var/lib/nova/mnt/", "/var/lib/nova")}
+	}
+	// One run in ten gets a policy Validate refuses.
+	if g.n(10) == 9 {
+		switch g.n(4) {
+		case 0:
+			p.MinSightings = 0
+		case 1:
+			p.MaxActions = -1
+		case 2:
+			p.MinAge = -time.Second
+		default:
+			p.MountBases = []string{g.pick("/", "relative", "/var/lib/nova/mnt/", "/var/lib/nova/../nova/mnt")}
+		}
 	}
 	return p
 }
