@@ -283,3 +283,28 @@ func TestPluginSIGTERM(t *testing.T) {
 	e.mustPost("/VolumeDriver.Unmount", map[string]string{"Name": "kterm", "ID": "c1"})
 	e.assertDetached(id)
 }
+
+// TestBadInputThroughBinary: the built plugin answers malformed and
+// invalid requests on its socket with the exact messages of the
+// bad-input table (volumedriver's TestBadInputOverSocket runs all rows).
+func TestBadInputThroughBinary(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.startPlugin("")
+	for _, tc := range []struct{ path, body, want string }{
+		{"/VolumeDriver.Create", `{"Name":`, `malformed request: truncated JSON body: unexpected EOF`},
+		{"/VolumeDriver.Create", `{"Name":"v1","Opts":{"sise":"1"}}`,
+			`unknown option "sise": valid options: availability_zone, description, fstype, preempt, preempt_force, size, snapshot, source, type`},
+		{"/VolumeDriver.Create", `{"Name":"v1","Opts":{"size":"9"}}`, `option size="9": exceeds the maximum of 8 GiB`},
+		{"/VolumeDriver.Mount", `{"Name":"my/vol","ID":"m1"}`,
+			`volume name "my/vol" is invalid: character '/' at position 3 is not allowed (allowed: letters, digits, '_', '.', '-')`},
+		{"/VolumeDriver.Unmount", `{"Name":"v1","ID":""}`, `malformed request: mount ID is required`},
+	} {
+		code, out, err := e.post(tc.path, tc.body)
+		if err != nil || code != 500 || out["Err"] != tc.want {
+			t.Errorf("%s %s: %d %v %v, want Err %q", tc.path, tc.body, code, out, err, tc.want)
+		}
+	}
+	if vs, err := e.cloud.ListVolumes(context.Background(), openstack.VolumeFilter{}); err != nil || len(vs) != 0 {
+		t.Errorf("bad requests created volumes: %v %v", vs, err)
+	}
+}
