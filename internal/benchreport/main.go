@@ -3,7 +3,8 @@
 // bench/report.md and a copy of the markdown at docs/performance.md.
 //
 //	go run ./internal/benchreport [-out bench] [-docs docs/performance.md] [-budget 9m]
-//	go run ./internal/benchreport -from raw.txt   # re-render from saved output
+//	go run ./internal/benchreport -from raw.txt   # report from saved go test output
+//	go run ./internal/benchreport -rerender bench/report.json   # same numbers, current rows
 //
 // Each row of the report comes from one benchmark metric (rows.go maps
 // them); a row whose benchmark is absent, skipped or failed says so and
@@ -14,6 +15,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -63,6 +65,7 @@ func run(ctx context.Context, args []string, log io.Writer) error {
 	fs.StringVar(&c.goCmd, "go", "go", "go command")
 	fs.DurationVar(&c.budget, "budget", 9*time.Minute, "total time for all benchmark runs; each go test gets what is left")
 	fs.Var(&from, "from", "parse this saved `go test -bench` output instead of running (repeatable)")
+	rerender := fs.String("rerender", "", "re-evaluate the rows of this report.json (same measurements) and write both reports again")
 	fs.StringVar(&c.command, "command", "make bench", "the command named in the report as the way to reproduce it")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -79,7 +82,15 @@ func run(ctx context.Context, args []string, log io.Writer) error {
 	if err := os.MkdirAll(filepath.Join(c.out, "raw"), 0o755); err != nil {
 		return err
 	}
-	if len(c.from) > 0 {
+	if *rerender != "" {
+		b, err := os.ReadFile(*rerender)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &rep); err != nil {
+			return fmt.Errorf("%s: %w", *rerender, err)
+		}
+	} else if len(c.from) > 0 {
 		for _, f := range c.from {
 			b, err := os.ReadFile(f)
 			if err != nil {

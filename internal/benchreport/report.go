@@ -190,7 +190,7 @@ func WriteMarkdown(w io.Writer, r Report) error {
 	b.WriteString("other work shared the machine and the times are pessimistic.\n\n")
 	b.WriteString("| Package | Pattern | Benchtime | Seconds | Load | Error |\n|---|---|---|---|---|---|\n")
 	for _, run := range r.Runs {
-		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %.1f | %.1f → %.1f | %s |\n", run.Pkg, run.Pattern, run.Benchtime, run.Seconds,
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %.1f | %.1f → %.1f | %s |\n", run.Pkg, mdEscape(run.Pattern), run.Benchtime, run.Seconds,
 			run.LoadBefore, run.LoadAfter, mdEscape(run.Error))
 	}
 	if len(r.Outcomes) > 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -269,6 +270,38 @@ BenchmarkParallelMounts-2   	       1	2400000000 ns/op	      1010 ms/one	      1
 		"parallel-16": "MISSED 1.376×", "mount-3s": "NOT MEASURED not measured (benchmark BenchmarkMount/latency=3s not present; benchmark BenchmarkMountVsAttachLatency/attach=3s not present)"} {
 		if got[id] != want {
 			t.Errorf("%s = %q, want %q", id, got[id], want)
+		}
+	}
+}
+
+// TestRerender: a report.json re-rendered keeps its measurements and runs
+// and escapes the pipes of bench patterns in markdown.
+func TestRerender(t *testing.T) {
+	dir := t.TempDir()
+	rep := Report{Command: "make bench", CPUs: 2,
+		Runs:       []RunReport{{Run: Run{Pkg: "./x", Pattern: "^Benchmark(A|B)", Benchtime: "1x"}, Seconds: 3, LoadBefore: 1, LoadAfter: 2}},
+		Benchmarks: []Result{{Name: "BenchmarkReconcileOnce/domains=1000", N: 1, Metrics: map[string]float64{"excl-open-s/op": 2.5, "calls/op": 9}}}}
+	var js bytes.Buffer
+	if err := WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "in.json")
+	if err := os.WriteFile(in, js.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := run(context.Background(), []string{"-rerender", in, "-out", out, "-docs", ""}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| `./x` | `^Benchmark(A\\|B)` | 1x | 3.0 | 1.0 → 2.0 |  |",
+		"| Reconcile pass time, 1000 domains × 4 disks | 2.500 s | ≤ 2 s | MISSED |",
+		"| Reconcile pass OpenStack API calls, 1000 domains | 9 | ≤ 10 | MET |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
 		}
 	}
 }
