@@ -364,6 +364,25 @@ func TestProcNetIP(t *testing.T) {
 	}
 }
 
+// waitPortFree waits (bounded, with backoff) until addr can be bound, so a
+// test that must use a default port does not fail because another test's
+// process holds it for a moment.
+func waitPortFree(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			_ = ln.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s stays in use (%v); cannot test the default metrics listener", addr, err)
+		}
+		time.Sleep(delay)
+	}
+}
+
 // checkLoopbackOnly fails unless pid listens on TCP and only on loopback.
 func checkLoopbackOnly(t *testing.T, what string, pid int) {
 	t.Helper()
@@ -383,6 +402,7 @@ func checkLoopbackOnly(t *testing.T, what string, pid int) {
 func TestReconcileMetricsLoopbackByDefault(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
+	waitPortFree(t, "127.0.0.1:9478") // the documented default; other tests may run a reconciler on it
 	p := startBG(t, "reconcile", "--schedule", "@every 1h", "--host", "compute-1",
 		"--state-file", filepath.Join(dir, "memory.json"), "--audit-log", filepath.Join(dir, "audit.jsonl"))
 	m := p.wait(t, `msg="serving metrics" addr=(\S+)`, 30*time.Second)
@@ -514,6 +534,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	} else {
 		socket := filepath.Join(dir, "plugin", "cwsec.sock")
 		state := filepath.Join(dir, "plugin", "state")
+		waitPortFree(t, "127.0.0.1:9477") // the plugin's documented default
 		pl := startBG(t, "plugin", "--os-cloud", simcloud.CloudMember, "--os-client-config-file", proxied,
 			"--driver-name", "cwsec", "--socket", socket, "--instance-id", inst[1],
 			"--dev-root", filepath.Join(dir, "dev"), "--sys-root", filepath.Join(dir, "sys"),
