@@ -20,7 +20,7 @@ func ansibleEnv(t *testing.T) []string {
 	home := t.TempDir()
 	return append(os.Environ(),
 		"ANSIBLE_ROLES_PATH="+repoPath("deploy", "ansible", "roles"),
-		"ANSIBLE_NOCOLOR=1", "ANSIBLE_NOCOWS=1", "ANSIBLE_RETRY_FILES_ENABLED=0",
+		"ANSIBLE_NOCOLOR=1", "ANSIBLE_NOCOWS=1", "ANSIBLE_RETRY_FILES_ENABLED=0", "ANSIBLE_PIPELINING=1",
 		"ANSIBLE_LOCAL_TEMP="+filepath.Join(home, "tmp"), "ANSIBLE_HOME="+home,
 		"ANSIBLE_CONFIG="+repoPath("deploy", "ansible", "ansible.cfg"))
 }
@@ -67,7 +67,7 @@ func TestAnsibleCheckMode(t *testing.T) {
 	bctx, bcancel := context.WithTimeout(context.Background(), time.Minute)
 	defer bcancel()
 	bundle := filepath.Join(t.TempDir(), "docker-plugin")
-	if _, _, err := run(bctx, repoRoot, nil, repoPath("deploy", "docker-plugin", "build.sh"), "--no-create", "--binary", bin, "--out", bundle); err != nil {
+	if _, _, err := run(bctx, repoRoot, nil, repoPath("deploy", "docker-plugin", "build.sh"), "--no-create", "--binary", bin, "--out", bundle, "--tar", bundle+".tar"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -83,7 +83,7 @@ func TestAnsibleCheckMode(t *testing.T) {
 				"CINDERWARDEN_RECONCILE_ARGS": {"--apply", "--mount-base=/var/lib/nova/mnt", "--min-sightings=4", "--metrics-textfile=/var/lib/prometheus/node-exporter/cinderwarden.prom"},
 			}},
 		{"managed plugin, scheduled reconciler, dry-run",
-			map[string]any{"cinderwarden_plugin_mode": "managed", "cinderwarden_plugin_managed_src": bundle,
+			map[string]any{"cinderwarden_plugin_mode": "managed", "cinderwarden_plugin_managed_src": bundle + ".tar",
 				"cinderwarden_reconcile_mode": "scheduled", "cinderwarden_plugin_default_size": 20, "cinderwarden_plugin_preempt": "on"},
 			map[string][]string{
 				"args":                        {"--default-size=20", "--identity-order=metadata,dmi", "--preempt=on"},

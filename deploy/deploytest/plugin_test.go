@@ -50,53 +50,9 @@ func TestManagedPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The simulator, with its by-id links in a directory under the host's
-	// /dev: the plugin sees the host's /dev (config.json mounts it), so the
-	// links and the loop devices they point at resolve inside the plugin.
-	dir := t.TempDir()
-	devRoot, err := os.MkdirTemp("/dev", "cinderwarden-deploytest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(devRoot) })
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	simDir := filepath.Join(dir, "sim")
-	sim, err := simcloud.Start(ctx, simcloud.Options{StateDir: simDir, Logger: logger,
-		Latency:  simcloud.Latencies{Create: 50 * time.Millisecond, Delete: 50 * time.Millisecond, Attach: 100 * time.Millisecond, Detach: 100 * time.Millisecond},
-		Backends: []simcloud.ComputeBackend{loopnode.New(loopnode.Options{Logger: logger})}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := sim.Close(); err != nil {
-			t.Errorf("close simulator: %v", err)
-		}
-		if busy, err := loopnode.DetachAll(context.Background(), simDir); err != nil || len(busy) > 0 {
-			t.Errorf("loop devices left: busy %v, err %v", busy, err)
-		}
-	})
-	inst, err := sim.AddInstance(simcloud.InstanceSpec{Name: "agent-1", Host: "compute-1", NodeDevDir: devRoot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	osDir := filepath.Join(dir, "openstack")
-	stateDir := filepath.Join(dir, "state")
-	for _, d := range []string{osDir, stateDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := sim.WriteCloudsYAML(filepath.Join(osDir, "clouds.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := cloudconfig.Resolve(cloudconfig.Options{Cloud: simcloud.CloudMember, CloudsFile: filepath.Join(osDir, "clouds.yaml")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cloud, err := openstack.New(ctx, cfg, openstack.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps := startPluginSim(ctx, t)
+	sim, inst, devRoot, osDir, stateDir, cloud := ps.sim, ps.inst, ps.devRoot, ps.osDir, ps.stateDir, ps.cloud
+	dir := ps.dir
 
 	// make plugin's script, as an operator would run it.
 	// Names are per process: Docker volume names are global across drivers
@@ -227,6 +183,84 @@ func TestManagedPlugin(t *testing.T) {
 	if vs, err := cloud.ListVolumes(ctx, openstack.VolumeFilter{}); err != nil || len(vs) != 0 {
 		t.Errorf("volumes left in Cinder after docker volume rm: %v %v", vs, err)
 	}
+}
+
+// pluginSim is a simulator cloud for a plugin running in Docker's plugin
+// runtime: its by-id links live in a directory under the host's /dev (the
+// plugin sees the host's /dev, so the links and the loop devices they
+// point at resolve inside it), and clouds.yaml in a directory of its own
+// (the plugin's openstack mount).
+type pluginSim struct {
+	dir      string
+	sim      *simcloud.Sim
+	inst     simcloud.Instance
+	devRoot  string
+	osDir    string // holds clouds.yaml
+	stateDir string
+	cloud    *openstack.Client // member credentials, for checks
+}
+
+func startPluginSim(ctx context.Context, t *testing.T) *pluginSim {
+	t.Helper()
+	dir := t.TempDir()
+	devRoot, err := os.MkdirTemp("/dev", "cinderwarden-deploytest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(devRoot) })
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	simDir := filepath.Join(dir, "sim")
+	sim, err := simcloud.Start(ctx, simcloud.Options{StateDir: simDir, Logger: logger,
+		Latency:  simcloud.Latencies{Create: 50 * time.Millisecond, Delete: 50 * time.Millisecond, Attach: 100 * time.Millisecond, Detach: 100 * time.Millisecond},
+		Backends: []simcloud.ComputeBackend{loopnode.New(loopnode.Options{Logger: logger})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := sim.Close(); err != nil {
+			t.Errorf("close simulator: %v", err)
+		}
+		if busy, err := loopnode.DetachAll(context.Background(), simDir); err != nil || len(busy) > 0 {
+			t.Errorf("loop devices left: busy %v, err %v", busy, err)
+		}
+	})
+	inst, err := sim.AddInstance(simcloud.InstanceSpec{Name: "agent-1", Host: "compute-1", NodeDevDir: devRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := &pluginSim{dir: dir, sim: sim, inst: inst, devRoot: devRoot,
+		osDir: filepath.Join(dir, "openstack"), stateDir: filepath.Join(dir, "state")}
+	for _, d := range []string{ps.osDir, ps.stateDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sim.WriteCloudsYAML(filepath.Join(ps.osDir, "clouds.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cloudconfig.Resolve(cloudconfig.Options{Cloud: simcloud.CloudMember, CloudsFile: filepath.Join(ps.osDir, "clouds.yaml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.cloud, err = openstack.New(ctx, cfg, openstack.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+// removePluginOnCleanup disables and removes the named plugin at the end.
+func removePluginOnCleanup(t *testing.T, docker dockertest.CLI, name string) {
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+		defer ccancel()
+		if _, err := docker.Run(cctx, "plugin", "inspect", name); err != nil {
+			return // never created
+		}
+		_, _ = docker.Run(cctx, "plugin", "disable", "-f", name)
+		if _, err := docker.Run(cctx, "plugin", "rm", "-f", name); err != nil {
+			t.Errorf("remove plugin: %v", err)
+		}
+	})
 }
 
 // volumeNamed returns the one Cinder volume with that name.

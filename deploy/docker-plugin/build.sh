@@ -2,7 +2,7 @@
 # Builds the cinderwarden managed Docker plugin locally and registers it with
 # the local dockerd (`docker plugin create`; no registry involved).
 #
-#   deploy/docker-plugin/build.sh [--name NAME] [--binary PATH] [--out DIR] [--force] [--no-create]
+#   deploy/docker-plugin/build.sh [--name NAME] [--binary PATH] [--out DIR] [--tar FILE] [--force] [--no-create]
 #
 #   --name NAME     plugin name (default cinderwarden/cinder:latest); Docker
 #                   users then say `docker volume create -d cinderwarden/cinder`
@@ -10,6 +10,8 @@
 #                   CGO_ENABLED=0 from this checkout)
 #   --out DIR       where to assemble config.json + rootfs/ (default
 #                   bin/docker-plugin under the repository; removed first)
+#   --tar FILE      also pack the assembled directory into FILE (one artifact
+#                   to ship; the Ansible role's managed mode installs it)
 #   --force         replace an existing plugin of that name (it must not be
 #                   in use by any volume)
 #   --no-create     assemble only; do not call docker
@@ -25,6 +27,7 @@ repo=$(cd "$here/../.." && pwd)
 name=cinderwarden/cinder:latest
 binary=
 out=$repo/bin/docker-plugin
+tarfile=
 force=0
 create=1
 
@@ -33,9 +36,10 @@ while [ $# -gt 0 ]; do
     --name) name=$2; shift 2 ;;
     --binary) binary=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --tar) tarfile=$2; shift 2 ;;
     --force) force=1; shift ;;
     --no-create) create=0; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -99,6 +103,10 @@ done
 chmod 1777 "$rootfs/tmp"
 cp "$here/config.json" "$out/config.json"
 log "assembled $out ($(du -sh "$rootfs" | cut -f1))"
+if [ -n "$tarfile" ]; then
+  tar -C "$out" -cf "$tarfile" config.json rootfs
+  log "packed $tarfile"
+fi
 
 [ "$create" = 1 ] || exit 0
 command -v docker >/dev/null || die "docker CLI not found"
