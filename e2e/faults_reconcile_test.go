@@ -104,7 +104,13 @@ func faultKinds() []faultKind {
 			}
 		}, during: expireTokens},
 		{name: "listing-fails-mid-pagination", mustAbort: true, apply: func(f *simcloud.Faults, rng *rand.Rand) {
-			f.FailPage(simcloud.OpVolumeList, 2+rng.IntN(2), []int{500, 503}[rng.IntN(2)])
+			// Pages of 4: 10 in-use volumes (3 pages), 15 in all (4), 5 servers (2).
+			status := []int{500, 503}[rng.IntN(2)]
+			if rng.IntN(3) == 0 {
+				f.FailPage(simcloud.OpServerList, 2, status)
+			} else {
+				f.FailPage(simcloud.OpVolumeList, 2+rng.IntN(2), status)
+			}
 		}},
 		{name: "mixed", stopAfter: 3 * time.Second, apply: func(f *simcloud.Faults, rng *rand.Rand) {
 			for _, op := range faultOps {
@@ -147,7 +153,7 @@ func TestReconcileUnderFaults(t *testing.T) {
 // runUnderFault runs one seeded scene under fault k and checks the
 // guarantee; it returns "completed", "aborted" or "failed-before-planning".
 func runUnderFault(t *testing.T, seed uint64, k faultKind) string {
-	s := newReconcileScene(t, sceneSpec{seed: seed, instances: 2, healthy: 3, stale: 1, zombies: 1})
+	s := newReconcileScene(t, sceneSpec{seed: seed, instances: 5, healthy: 1, stale: 1, zombies: 1})
 	rng := rand.New(rand.NewPCG(seed, 7))
 	eventsBefore := len(s.sim.Events())
 	f := s.sim.Faults()
@@ -158,7 +164,7 @@ func runUnderFault(t *testing.T, seed uint64, k faultKind) string {
 	}
 	textfile := filepath.Join(s.dir, "metrics.prom")
 	r := runCW(t, k.stopAfter, s.args("--once", "--apply", "--min-sightings", "1", "--min-age", "0s", "--output", "json",
-		"--page-size", "4", "--detach-timeout", "1s", "--detach-attempts", "1", "--metrics-textfile", textfile)...)
+		"--page-size", "4", "--max-actions", "20", "--detach-timeout", "1s", "--detach-attempts", "1", "--metrics-textfile", textfile)...)
 	close(stop)
 	f.Reset()
 	calls, failed := apiCalls(t, textfile)
