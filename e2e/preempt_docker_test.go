@@ -214,7 +214,8 @@ func TestDockerPreempt(t *testing.T) {
 	dir := t.TempDir()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	simDir := filepath.Join(dir, "sim")
-	sim, err := simcloud.Start(ctx, simcloud.Options{StateDir: simDir, Logger: logger,
+	// The simulator outlives ctx: cleanups (volume rm, unmounts) need it.
+	sim, err := simcloud.Start(context.Background(), simcloud.Options{StateDir: simDir, Logger: logger,
 		Latency: simcloud.Latencies{Create: 20 * time.Millisecond, Delete: 20 * time.Millisecond,
 			Attach: 50 * time.Millisecond, Detach: 50 * time.Millisecond},
 		Backends: []simcloud.ComputeBackend{loopnode.New(loopnode.Options{Logger: logger})}})
@@ -293,6 +294,13 @@ func TestDockerPreempt(t *testing.T) {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 		defer ccancel()
 		for _, n := range []*preemptNode{b, a} {
+			// A daemon whose driver is gone keeps the record forever and
+			// retries the driver in every listing: revive the plugin first.
+			select {
+			case <-n.plugin.done:
+				n.start(t)
+			default:
+			}
 			if _, err := n.docker.Run(cctx, "volume", "inspect", vol); err == nil {
 				if _, err := n.docker.Run(cctx, "volume", "rm", "-f", vol); err != nil {
 					t.Logf("cleanup: %v", err)
@@ -349,6 +357,8 @@ func TestDockerPreempt(t *testing.T) {
 	}
 	suffix := fmt.Sprint(os.Getpid())
 
+	start := time.Now()
+	phase := func(name string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), name) }
 	// (a) A container on A holds the volume: B's takeover is refused
 	// clearly; once A's container stopped, B reads A's data.
 	if _, err := run(a, "sh", "-c", "echo a0 > /data/f"); err != nil {
@@ -367,6 +377,7 @@ func TestDockerPreempt(t *testing.T) {
 	readOn(b, "a1")
 	attachedTo("")
 
+	phase("(a) refused, then cooperative handoff")
 	// Forced: a container on B holds it, the volume now allows force: A
 	// takes it over, B's stale mount is gone from B's mountinfo.
 	hold(b, "cwb1-"+suffix, "b1")
@@ -383,6 +394,7 @@ func TestDockerPreempt(t *testing.T) {
 	}
 	attachedTo("")
 
+	phase("forced takeover")
 	// (b) A's plugin killed while A's container holds the volume: after
 	// the grace B detaches A through Nova and reads A's data; A's plugin,
 	// restarted, sweeps its stale mount.
@@ -398,6 +410,7 @@ func TestDockerPreempt(t *testing.T) {
 		t.Errorf("B's nova_detach count %s, want 1", got)
 	}
 
+	phase("(b) plugin killed")
 	// (c) A's instance shut off (its plugin gone with it): B gets it
 	// through Nova's detach of a SHUTOFF instance.
 	hold(a, "cwa3-"+suffix, "a3")
@@ -422,6 +435,7 @@ func TestDockerPreempt(t *testing.T) {
 		t.Errorf("A force-detached: %s", got)
 	}
 
+	phase("(c) instance shut off")
 	var overlap *simcloud.OverlapError
 	if err := simcloud.CheckExclusive(sim.Events()); errors.As(err, &overlap) || err != nil {
 		t.Fatal(err)
