@@ -81,8 +81,6 @@ type envOptions struct {
 // dockerd reconnects to each test's plugin on the same socket).
 const DockerDriver = "cinderwarden-e2e"
 
-var envSeq int
-
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	testenv.RequireRoot(t)
@@ -92,9 +90,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 			Attach: 100 * time.Millisecond, Detach: 100 * time.Millisecond}
 	}
 	dir := t.TempDir()
-	envSeq++
 	e := &env{t: t, dir: dir, mounts: filepath.Join(dir, "mounts"), state: filepath.Join(dir, "state"),
-		suffix: fmt.Sprintf("%d-%d", os.Getpid(), envSeq)}
+		suffix: fmt.Sprintf("%s-%d", testSlug(t.Name()), os.Getpid())}
 	e.driver = "cwtest-" + e.suffix
 	e.socket = filepath.Join(dir, e.driver+".sock")
 	if o.docker {
@@ -392,4 +389,21 @@ func (e *env) checkAttachHistory(volumeID string, wantEnd simcloud.EventKind) (a
 		e.t.Errorf("volume %s: history ends with %q, want %q", volumeID, last, wantEnd)
 	}
 	return attaches
+}
+
+// testSlug makes a test name usable in Docker volume and driver names.
+func testSlug(name string) string {
+	s := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r - 'A' + 'a'
+		}
+		return '-'
+	}, strings.TrimPrefix(name, "Test"))
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return s
 }
