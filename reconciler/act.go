@@ -87,6 +87,11 @@ func (a *Actor) one(ctx context.Context, r *Result, act Action, now func() time.
 	fresh := a.Fresh(ctx, act)
 	before = itemView(act, fresh)
 	if err := CheckPreconditions(act, fresh); err != nil {
+		if errors.Is(err, ErrReread) {
+			// Not a discrepancy that cleared: we could not look. An error
+			// of the run (exit 2), and nothing was done.
+			return StateFailed, err.Error(), before, nil, err
+		}
 		return StatePreconditionFailed, err.Error(), before, nil, err
 	}
 	o := a.Observer

@@ -67,13 +67,26 @@ var ErrPreconditionFailed = errors.New("precondition no longer holds")
 type PreconditionError struct {
 	Precondition Precondition
 	Reason       string
+	// Unread is true when the precondition could not be checked because a
+	// source failed on the re-read (libvirtd restarted, Cinder down): that
+	// is an error of the run, not a discrepancy that cleared by itself.
+	Unread bool
 }
 
 func (e *PreconditionError) Error() string {
 	return fmt.Sprintf("%s: %s: %s", e.Precondition, ErrPreconditionFailed, e.Reason)
 }
 
-func (e *PreconditionError) Unwrap() error { return ErrPreconditionFailed }
+func (e *PreconditionError) Unwrap() []error {
+	if e.Unread {
+		return []error{ErrPreconditionFailed, ErrReread}
+	}
+	return []error{ErrPreconditionFailed}
+}
+
+// ErrReread marks a precondition that could not be checked because the
+// re-read of a source failed.
+var ErrReread = errors.New("re-read before acting failed")
 
 // CheckPreconditions re-checks every precondition of a against fresh, the
 // state of the action's items re-read just before acting (the act step
@@ -93,21 +106,29 @@ func CheckPreconditions(a Action, fresh Observation) error {
 	ok := func(s SourceStatus) bool { return s.State == SourceOK }
 	ix := buildIndex(fresh, ok(fresh.Libvirt.Source), ok(fresh.Nova.Source), ok(fresh.Cinder.Source))
 	for _, p := range a.Preconditions {
-		if reason := check(p, fresh, ix); reason != "" {
-			return &PreconditionError{Precondition: p, Reason: reason}
+		if reason, unread := check(p, fresh, ix); reason != "" {
+			return &PreconditionError{Precondition: p, Reason: reason, Unread: unread}
 		}
 	}
 	return nil
 }
 
-// check returns "" when p holds, else why not.
-func check(p Precondition, fresh Observation, ix *index) string {
+// check returns "" when p holds, else why not; unread says the reason is a
+// source that failed on the re-read.
+func check(p Precondition, fresh Observation, ix *index) (reason string, unread bool) {
 	need := func(name string, s SourceStatus) string {
 		if s.State != SourceOK {
+			unread = true
 			return fmt.Sprintf("%s not re-read (%s)", name, quoteOr(string(s.State), "no state"))
 		}
 		return ""
 	}
+	return checkWith(p, fresh, ix, need), unread
+}
+
+// checkWith checks p against fresh; need says why a source p depends on
+// cannot be trusted, or "".
+func checkWith(p Precondition, fresh Observation, ix *index, need func(name string, s SourceStatus) string) string {
 	inst, vol := strings.ToLower(p.Instance), strings.ToLower(p.Volume)
 	switch p.Check {
 	case CheckDomainHasDisk, CheckDomainLacksDisk:

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -97,6 +98,11 @@ func TestCheckPreconditions(t *testing.T) {
 			var pe *PreconditionError
 			if !errors.Is(err, ErrPreconditionFailed) || !errors.As(err, &pe) || pe.Precondition.Check != c.failed {
 				t.Fatalf("got %v, want a failed %s", err, c.failed)
+			}
+			// Only a source that failed on the re-read is ErrReread (an
+			// error of the run, exit 2); a changed item is not.
+			if wantUnread := strings.Contains(c.name, "could not be re-read"); errors.Is(err, ErrReread) != wantUnread {
+				t.Fatalf("errors.Is(err, ErrReread) = %v, want %v (%v)", !wantUnread, wantUnread, err)
 			}
 		})
 	}
