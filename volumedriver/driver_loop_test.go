@@ -246,3 +246,33 @@ func TestDriverBusyUnmount(t *testing.T) {
 		t.Fatalf("after release: %s", v.Status)
 	}
 }
+
+// TestDriverDuplicateNames: two Cinder volumes with one name make Create,
+// Mount and Get fail with an error naming both ids; nothing is attached.
+func TestDriverDuplicateNames(t *testing.T) {
+	n := newSimNode(t, simNodeOptions{})
+	ctx := context.Background()
+	var ids []string
+	for range 2 {
+		v, err := n.cloud.CreateVolume(ctx, openstack.CreateVolumeOpts{Name: "twin", SizeGiB: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v.ID)
+	}
+	errs := []error{
+		n.drv.Create(&volume.CreateRequest{Name: "twin"}),
+		func() error { _, err := n.drv.Mount(&volume.MountRequest{Name: "twin", ID: "m1"}); return err }(),
+		func() error { _, err := n.drv.Get(&volume.GetRequest{Name: "twin"}); return err }(),
+	}
+	for i, err := range errs {
+		if !errors.Is(err, ErrAmbiguousName) || !strings.Contains(err.Error(), ids[0]) || !strings.Contains(err.Error(), ids[1]) {
+			t.Errorf("request %d: %v", i, err)
+		}
+	}
+	for _, id := range ids {
+		if v, err := n.cloud.GetVolume(ctx, id); err != nil || len(v.Attachments) != 0 {
+			t.Errorf("volume %s: %+v %v", id, v, err)
+		}
+	}
+}
