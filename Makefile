@@ -6,30 +6,46 @@ BIN      := bin/cinderwarden
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 # Packages whose concurrency is exercised under the race detector.
-RACE_PKGS := ./simcloud/... ./openstack/... ./internal/cloudconfig/...
+RACE_PKGS := ./simcloud/... ./openstack/... ./internal/cloudconfig/... ./volumedriver/... ./reconciler/... ./hostdisk/... ./libvirtscan/...
 
-.PHONY: all build test test-unit test-race demo lint bench clean substrate
+.PHONY: all build test demo lint fuzz bench plugin docs clean substrate
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cinderwarden
 
-# The whole suite: vet, unit + integration + e2e tests, race on concurrent packages.
+# The whole suite: unit + integration + e2e tests against the real substrate,
+# the race detector on the concurrent packages, every fuzz target for a few
+# seconds, then the static checks (gofmt, vet, staticcheck, govulncheck).
 test: build
-	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 18m ./...
-	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
+	$(GO) test -count=1 -race -short -timeout 10m $(RACE_PKGS)
+	FUZZTIME=5s bash scripts/fuzz.sh
+	bash scripts/lint.sh
 
 demo: build
 	bash scripts/demo.sh
 
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	bash scripts/lint.sh
 
+fuzz:
+	bash scripts/fuzz.sh
+
+# Runs the benchmarks and writes bench/report.{md,json} and docs/performance.md.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	$(GO) run ./internal/benchreport -out bench -docs docs/performance.md
+
+# The managed Docker plugin, assembled locally and registered with the local
+# dockerd (no registry): docker plugin create cinderwarden/cinder:latest.
+plugin: build
+	deploy/docker-plugin/build.sh --binary $(BIN) --force
+
+# Regenerate docs/configuration.md from the code's own flags (the drift test
+# in deploy/deploytest fails until it matches).
+docs:
+	$(GO) test -count=1 -run TestConfigurationReference ./deploy/deploytest -update
 
 substrate:
 	bash scripts/substrate.sh

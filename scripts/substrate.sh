@@ -12,7 +12,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 pkgs=(docker.io libvirt-daemon-system qemu-system-x86 e2fsprogs xfsprogs busybox-static curl jq
-      cryptsetup-bin util-linux fdisk kmod)
+      cryptsetup-bin util-linux fdisk kmod
+      ansible-core prometheus systemd)  # the last three: deploy tests (ansible-playbook, promtool, systemd-analyze)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
