@@ -77,8 +77,11 @@ func (d *Driver) Sweep(ctx context.Context) ([]SweepResult, error) {
 	var errs []error
 	for _, id := range ids {
 		e := held[id]
-		if e != nil && e.phase() == PhaseDetached {
-			continue
+		if e != nil {
+			// The last saved state: never wait for a volume's lock here.
+			if st := d.localState(id); st == nil || st.Phase == PhaseDetached {
+				continue
+			}
 		}
 		c, err := d.cloudView(ctx, id)
 		if err != nil {
@@ -126,7 +129,9 @@ func (d *Driver) cloudView(ctx context.Context, id string) (*CinderVolume, error
 }
 
 func (d *Driver) sweepHeld(ctx context.Context, e *entry, m *LiveMount, c *CinderVolume) SweepResult {
-	e.mu.Lock()
+	if !e.mu.TryLock() {
+		return SweepResult{Reason: "operation in flight"} // next run
+	}
 	defer e.mu.Unlock()
 	st := e.v.State()
 	r := SweepResult{VolumeID: st.VolumeID}

@@ -287,15 +287,11 @@ func (d *Driver) WatchTakeovers(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// holdsAny reads the last saved state (never waits for a volume's lock: an
+// operation in flight may take as long as a takeover).
 func (d *Driver) holdsAny() bool {
-	d.mu.Lock()
-	es := make([]*entry, 0, len(d.vols))
-	for _, e := range d.vols {
-		es = append(es, e)
-	}
-	d.mu.Unlock()
-	for _, e := range es {
-		if e.phase() != PhaseDetached {
+	for _, v := range d.State().Volumes {
+		if v.Phase != PhaseDetached {
 			return true
 		}
 	}
@@ -319,7 +315,12 @@ func (d *Driver) answer(ctx context.Context, v *openstack.Volume) error {
 		d.log.Debug("takeover request for a volume this plugin does not hold", "volume_id", v.ID, "taker", r.Taker)
 		return nil
 	}
-	e.mu.Lock()
+	if !e.mu.TryLock() {
+		// An operation is in flight (it may be long): answer next round
+		// rather than stall the watch of every other volume.
+		d.log.Debug("takeover request: operation in flight, next round", "volume_id", v.ID, "taker", r.Taker)
+		return nil
+	}
 	defer e.mu.Unlock()
 	if e.broken != nil {
 		return nil

@@ -50,7 +50,9 @@ type takeNode struct {
 
 type twoNodesOptions struct {
 	takeover TakeoverConfig
-	cloud    string // clouds.yaml entry; default the member
+	// admin: the plugins use the admin's credentials and the instances
+	// belong to the admin's project.
+	admin bool
 }
 
 func newTwoNodes(t *testing.T, o twoNodesOptions) *twoNodes {
@@ -83,7 +85,7 @@ func newTwoNodes(t *testing.T, o twoNodesOptions) *twoNodes {
 	})
 	for i, name := range []string{"node-a", "node-b"} {
 		inst, err := sim.AddInstance(simcloud.InstanceSpec{Name: name, Host: "compute-" + name[len(name)-1:],
-			NodeDevDir: filepath.Join(dir, name, "dev")})
+			NodeDevDir: filepath.Join(dir, name, "dev"), Admin: o.admin})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,9 +115,9 @@ func (p *twoNodes) start(t *testing.T, n *takeNode, o twoNodesOptions) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cloudName := o.cloud
-	if cloudName == "" {
-		cloudName = simcloud.CloudMember
+	cloudName := simcloud.CloudMember
+	if o.admin {
+		cloudName = simcloud.CloudAdmin
 	}
 	cfg, err := cloudconfig.Resolve(cloudconfig.Options{Cloud: cloudName, CloudsFile: p.clouds})
 	if err != nil {
@@ -541,4 +543,147 @@ func TestRandomHandoffs(t *testing.T) {
 		t.Fatalf("%d attaches for %d handoffs", attaches, handoffs)
 	}
 	t.Logf("%d handoffs (%v) in %s", handoffs, modes, time.Since(start).Round(time.Millisecond))
+}
+
+// TestSweepAfterSilentTakeover: A's plugin runs but does not answer (its
+// watch is off); B detaches A through Nova after the grace. A's own
+// periodic sweep then finds its mount stale: force-unmounted (no mountinfo
+// entry, the old path does not hang), mount ids dropped, counted; Docker's
+// later Unmount of the old id is answered.
+func TestSweepAfterSilentTakeover(t *testing.T) {
+	p := newTwoNodes(t, twoNodesOptions{})
+	a, b := p.nodes[0], p.nodes[1]
+	a.kill()
+	p.start(t, a, twoNodesOptions{takeover: TakeoverConfig{WatchInterval: -1}})
+	id := p.create(t, "sweep1", map[string]string{"preempt": "true"})
+	ma, err := a.drv.Mount(&volume.MountRequest{Name: "sweep1", ID: "a1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSync(t, ma.Mountpoint, "from A")
+	mb, err := b.drv.Mount(&volume.MountRequest{Name: "sweep1", ID: "b1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readF(t, mb.Mountpoint); got != "from A" {
+		t.Fatalf("B reads %q", got)
+	}
+	res, err := a.drv.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].VolumeID != id || res[0].Event != "Lost" {
+		t.Fatalf("sweep: %+v", res)
+	}
+	requireNoMount(t, a, id)
+	if vs, ok := a.drv.State().Volume(id); ok && (vs.Phase != PhaseDetached || len(vs.Refs) > 0) {
+		t.Fatalf("A records %+v", vs)
+	}
+	swept := 0.0
+	for _, r := range []string{"device_gone", "corrupted", "not_attached"} {
+		swept += testutil.ToFloat64(a.m.tk.swept.WithLabelValues(r, "ok"))
+	}
+	if swept != 1 {
+		t.Fatalf("swept metric %v", swept)
+	}
+	if err := a.drv.Unmount(&volume.UnmountRequest{Name: "sweep1", ID: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	// A second sweep finds nothing; B is untouched.
+	if res, err := a.drv.Sweep(context.Background()); err != nil || len(res) != 0 {
+		t.Fatalf("second sweep: %+v %v", res, err)
+	}
+	if st, servers := p.attachments(t, id); st != "in-use" || len(servers) != 1 || servers[0] != b.inst.ID {
+		t.Fatalf("after A's sweep: %s %v", st, servers)
+	}
+	if err := b.drv.Unmount(&volume.UnmountRequest{Name: "sweep1", ID: "b1"}); err != nil {
+		t.Fatal(err)
+	}
+	requireExclusive(t, p.sim)
+}
+
+// TestTakeoverHungDetachAdmin409: the same with admin credentials: Cinder
+// answers os-force_detach with 409 while Nova still uses the attachment
+// (bug 2004555's guard); the takeover fails saying so, nothing is
+// force-detached, nothing is retried.
+func TestTakeoverHungDetachAdmin409(t *testing.T) {
+	p := newTwoNodes(t, twoNodesOptions{admin: true, takeover: TakeoverConfig{ForceDetach: true, DetachTimeout: 500 * time.Millisecond}})
+	a, b := p.nodes[0], p.nodes[1]
+	id := p.create(t, "hung2", map[string]string{"preempt": "true"})
+	if _, err := a.drv.Mount(&volume.MountRequest{Name: "hung2", ID: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	a.kill()
+	p.sim.Faults().HangNovaDetach(true)
+	_, err := b.drv.Mount(&volume.MountRequest{Name: "hung2", ID: "b1"})
+	var fd *ForceDetachError
+	if !errors.As(err, &fd) || !errors.Is(err, openstack.ErrConflict) {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(err.Error(), "409 Conflict: Nova still uses the attachment") {
+		t.Errorf("error: %v", err)
+	}
+	for _, e := range p.sim.Events() {
+		if e.Kind == simcloud.EventForceDetach {
+			t.Fatalf("force-detached: %+v", e)
+		}
+	}
+	if b.step("force_detach", "error") != 1 {
+		t.Fatalf("force_detach errors %v (retried?)", b.step("force_detach", "error"))
+	}
+	if _, servers := p.attachments(t, id); len(servers) != 1 || servers[0] != a.inst.ID {
+		t.Fatalf("attachments %v", servers)
+	}
+	requireExclusive(t, p.sim)
+}
+
+// TestTakeoverForceDetachTagsZombie: Nova lost its mapping of the volume on
+// A (its detach answers 404), A is silent, force-detach is enabled and the
+// credentials are admin: Cinder's os-force_detach is the last resort; it
+// succeeds, the volume is tagged with the instance whose disk may be a
+// zombie, and B gets the volume. The simulator proves why the tag matters:
+// A's disk was never unplugged (its event log shows both attached).
+func TestTakeoverForceDetachTagsZombie(t *testing.T) {
+	p := newTwoNodes(t, twoNodesOptions{admin: true, takeover: TakeoverConfig{ForceDetach: true}})
+	a, b := p.nodes[0], p.nodes[1]
+	id := p.create(t, "zombie1", map[string]string{"preempt": "true"})
+	ma, err := a.drv.Mount(&volume.MountRequest{Name: "zombie1", ID: "a1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSync(t, ma.Mountpoint, "from A")
+	a.kill()
+	if n, err := p.sim.ForgetNovaMapping(a.inst.ID, id); err != nil || n != 1 {
+		t.Fatalf("forget mapping: %d %v", n, err)
+	}
+	mb, err := b.drv.Mount(&volume.MountRequest{Name: "zombie1", ID: "b1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readF(t, mb.Mountpoint); got != "from A" {
+		t.Fatalf("B reads %q", got)
+	}
+	v, err := b.cloud.GetVolume(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Metadata[MetaZombieInstance] != a.inst.ID || v.Metadata[MetaZombieHost] == "" || v.Metadata[MetaZombieAt] == "" {
+		t.Fatalf("zombie tag: %v", v.Metadata)
+	}
+	if b.step("force_detach", "ok") != 1 || b.step("nova_detach", "error") != 1 {
+		t.Fatalf("metrics: force_detach %v nova_detach errors %v", b.step("force_detach", "ok"), b.step("nova_detach", "error"))
+	}
+	forced := 0
+	for _, e := range p.sim.Events() {
+		if e.Kind == simcloud.EventForceDetach && e.InstanceID == a.inst.ID {
+			forced++
+		}
+	}
+	var overlap *simcloud.OverlapError
+	if err := simcloud.CheckExclusive(p.sim.Events()); forced != 1 || !errors.As(err, &overlap) {
+		t.Fatalf("force-detach events %d, exclusivity %v: the zombie should be visible", forced, err)
+	}
+	if err := b.drv.Unmount(&volume.UnmountRequest{Name: "zombie1", ID: "b1"}); err != nil {
+		t.Fatal(err)
+	}
 }
