@@ -1,9 +1,12 @@
 package volumedriver
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -274,5 +277,56 @@ func TestDriverDuplicateNames(t *testing.T) {
 		if v, err := n.cloud.GetVolume(ctx, id); err != nil || len(v.Attachments) != 0 {
 			t.Errorf("volume %s: %+v %v", id, v, err)
 		}
+	}
+}
+
+// TestDriverNeverFormatsASignature: a volume whose disk carries a swap
+// signature is refused by Mount (the error says why), detached again, and
+// its disk is left exactly as it was: no mkfs.
+func TestDriverNeverFormatsASignature(t *testing.T) {
+	n := newLoopNode(t)
+	testenv.RequireCommand(t, "mkswap")
+	if err := n.drv.Create(&volume.CreateRequest{Name: "swapvol"}); err != nil {
+		t.Fatal(err)
+	}
+	v := n.volume(t, "swapvol")
+	back := n.sim.BackingFile(v.ID)
+	if err := os.MkdirAll(filepath.Dir(back), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 30); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if out, err := exec.Command("mkswap", back).CombinedOutput(); err != nil {
+		t.Fatalf("mkswap: %v %s", err, out)
+	}
+	// Any mkfs writes its superblock into the first MiBs.
+	head := func() []byte {
+		f, err := os.Open(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b := make([]byte, 4<<20)
+		if _, err := io.ReadFull(f, b); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	before := head()
+	_, err = n.drv.Mount(&volume.MountRequest{Name: "swapvol", ID: "m1"})
+	if !errors.Is(err, hostdisk.ErrHasSignature) || !strings.Contains(err.Error(), "swap") {
+		t.Fatalf("Mount of a swap disk: %v", err)
+	}
+	if v := n.volume(t, "swapvol"); v.Status != "available" {
+		t.Fatalf("after the refused mount the volume is %s", v.Status)
+	}
+	if !bytes.Equal(before, head()) {
+		t.Fatal("the disk was written to")
 	}
 }
