@@ -49,6 +49,7 @@ type reconcileConfig struct {
 	scope           string
 	detach          libvirtscan.DetachOptions
 	retryTimeout    time.Duration
+	requestTimeout  time.Duration
 	pageSize        int
 	verbose         bool
 }
@@ -100,6 +101,7 @@ func parseReconcileFlags(args []string, hostname string, stderr io.Writer) (reco
 	fs.DurationVar(&c.detach.Timeout, "detach-timeout", libvirtscan.DefaultDetachTimeout, "per attempt wait for the guest to acknowledge a live detach")
 	fs.IntVar(&c.detach.Attempts, "detach-attempts", libvirtscan.DefaultDetachAttempts, "live detach attempts before the removal is reported pending")
 	fs.DurationVar(&c.retryTimeout, "detach-retry-timeout", reconciler.DefaultRetryTimeout, "a live detach left pending by an earlier run is retried once per run, one attempt of this long")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", 60*time.Second, "bound on one OpenStack API request; a hung call fails the run (no action) instead of stalling it")
 	fs.IntVar(&c.pageSize, "page-size", 0, "limit per OpenStack listing request (0: the server's maximum)")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -193,6 +195,9 @@ func (c reconcileConfig) validate() error {
 	}
 	if c.retryTimeout <= 0 {
 		bad("--detach-retry-timeout %s: want more than 0", c.retryTimeout)
+	}
+	if c.requestTimeout <= 0 {
+		bad("--request-timeout %s: want more than 0", c.requestTimeout)
 	}
 	if c.pageSize < 0 {
 		bad("--page-size %d: want 0 (server maximum) or more", c.pageSize)
@@ -400,7 +405,7 @@ func (r *reconcileRunner) client(ctx context.Context) (*openstack.Client, error)
 	if err != nil {
 		return nil, err
 	}
-	c, err := openstack.New(ctx, cfg, openstack.Options{Metrics: r.osm, Logger: r.log})
+	c, err := openstack.New(ctx, cfg, openstack.Options{Metrics: r.osm, Logger: r.log, RequestTimeout: r.c.requestTimeout})
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,7 @@ func TestReconcileFlags(t *testing.T) {
 		{"detach timeout", append(base, "--detach-timeout", "0s"), 2, "--detach-timeout 0s"},
 		{"detach attempts", append(base, "--detach-attempts", "0"), 2, "--detach-attempts 0"},
 		{"detach retry timeout", append(base, "--detach-retry-timeout", "0s"), 2, "--detach-retry-timeout 0s"},
+		{"request timeout", append(base, "--request-timeout", "0s"), 2, "--request-timeout 0s: want more than 0"},
 		{"state file", append(base, "--state-file", ""), 2, "--state-file is empty"},
 		{"audit log", append(base, "--audit-log", ""), 2, "--audit-log is empty"},
 		{"stray argument", append(base, "now"), 2, "unexpected arguments"},
