@@ -25,6 +25,17 @@
 //     file, mountinfo and Cinder, and says what to finish.
 //   - The protocol edge (DecodeCreate, DecodeMount, ..., PluginErr,
 //     DockerVolume) uses go-plugins-helpers/volume types.
+//   - Takeover (issue 4, takeover_plan.go: the pure decisions
+//     NextTakerStep, AnswerTakeover, ClassifyHolder, NextToken; I/O in
+//     takeover.go): the taker records a TakeoverRequest with a fencing
+//     token in the volume's metadata; the holder's watch (one listing
+//     filtered on MetaTakeoverHolder per interval, only while it holds
+//     volumes) releases, refuses ("in use on <instance>") or, forced,
+//     force-releases; a holder silent past the grace is detached through
+//     Nova; Cinder os-force_detach only when enabled (403/409 explained,
+//     never retried), then the volume is tagged MetaZombieInstance.
+//   - Stale-mount sweep (SweepEvent, StaleMount; Driver.Sweep runs it
+//     periodically, SweepNode backs `cinderwarden reconcile --scope node`).
 //
 // Wiring (driver.go, execute.go, server.go, identity.go, persist.go):
 //
