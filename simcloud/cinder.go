@@ -73,8 +73,8 @@ func (s *Sim) renderVolume(q *request, v volumeView, created bool) map[string]an
 		"name":                strPtr(v.Name),
 		"replication_status":  nil,
 		"size":                v.Size,
-		"snapshot_id":         nil,
-		"source_volid":        nil,
+		"snapshot_id":         nullIfEmpty(v.SnapshotID),
+		"source_volid":        nullIfEmpty(v.SourceVolID),
 		"status":              v.Status,
 		"updated_at":          cinderTimePtr(v.UpdatedAt),
 		"user_id":             v.UserID,
@@ -173,12 +173,28 @@ func (s *Sim) volumeCreate(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	raw, present := vb["size"]
-	size, err := parseSize(raw, present)
+	snapID, err := optString(vb, "snapshot_id", 36)
 	if err != nil {
 		return 0, nil, err
 	}
-	req := createVolumeReq{Size: size, AZ: "nova", VolumeType: "__DEFAULT__"}
+	srcID, err := optString(vb, "source_volid", 36)
+	if err != nil {
+		return 0, nil, err
+	}
+	req := createVolumeReq{AZ: "nova", VolumeType: "__DEFAULT__"}
+	if snapID != nil {
+		req.SnapshotID = *snapID
+	}
+	if srcID != nil {
+		req.SourceVolID = *srcID
+	}
+	// With a snapshot or source the size may be left out (the source's).
+	raw, present := vb["size"]
+	if present || (req.SnapshotID == "" && req.SourceVolID == "") {
+		if req.Size, err = parseSize(raw, present); err != nil {
+			return 0, nil, err
+		}
+	}
 	if req.Name, err = optString(vb, "name", 255); err != nil {
 		return 0, nil, err
 	}
@@ -207,7 +223,11 @@ func (s *Sim) volumeCreate(q *request) (int, any, error) {
 			return 0, nil, badRequest("Invalid input for field/attribute multiattach. Value: %s. %s is not of type 'boolean'", raw, raw)
 		}
 	}
-	v := s.model.createVolume(s.clock.Now(), q.caller, req)
+	v, err := s.model.createVolume(s.clock.Now(), q.caller, req)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.seedVolumeData(v.volume)
 	return http.StatusAccepted, map[string]any{"volume": s.renderVolume(q, v, true)}, nil
 }
 

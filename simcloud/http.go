@@ -107,6 +107,11 @@ func (s *Sim) routes() http.Handler {
 		c("PUT "+p+"/attachments/{id}", OpAttachmentUpdate, s.attachmentUpdate)
 		c("DELETE "+p+"/attachments/{id}", OpAttachmentDelete, s.attachmentDelete)
 		c("POST "+p+"/attachments/{id}/action", OpAttachmentComplete, s.attachmentAction)
+		c("POST "+p+"/snapshots", OpSnapshotCreate, s.snapshotCreate)
+		c("GET "+p+"/snapshots", OpSnapshotList, s.snapshotList)
+		c("GET "+p+"/snapshots/detail", OpSnapshotList, s.snapshotList)
+		c("GET "+p+"/snapshots/{id}", OpSnapshotGet, s.snapshotGet)
+		c("DELETE "+p+"/snapshots/{id}", OpSnapshotDelete, s.snapshotDelete)
 		c(root+"/", "", func(q *request) (int, any, error) {
 			return 0, nil, notFound("The resource could not be found.")
 		})

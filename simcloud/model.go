@@ -85,6 +85,8 @@ type volume struct {
 	Metadata    map[string]string
 	CreatedAt   time.Time
 	UpdatedAt   *time.Time
+	SnapshotID  string // created from this snapshot; "" for none
+	SourceVolID string // cloned from this volume; "" for none
 
 	// A timed transition (creating→available, deleting→gone,
 	// extending→available) due at pendingAt.
@@ -157,6 +159,7 @@ type model struct {
 	attachments map[string]*attachment
 	servers     map[string]*server
 	serverSeq   int
+	snapshots   map[string]*snapshot
 }
 
 func newModel(ids *idGen, lat Latencies, taskStates bool) *model {
@@ -171,6 +174,7 @@ func newModel(ids *idGen, lat Latencies, taskStates bool) *model {
 		volumes:     map[string]*volume{},
 		attachments: map[string]*attachment{},
 		servers:     map[string]*server{},
+		snapshots:   map[string]*snapshot{},
 	}
 }
 
@@ -195,6 +199,7 @@ func (m *model) tickLocked(now time.Time) {
 		v.UpdatedAt = &at
 		v.pendingTo, v.pendingSize = "", 0
 	}
+	m.tickSnapshotsLocked(now)
 }
 
 func (m *model) touch(v *volume, now time.Time) {
@@ -404,13 +409,23 @@ type createVolumeReq struct {
 	VolumeType  string
 	Multiattach bool
 	Metadata    map[string]string
+	// SnapshotID or SourceVolID: the volume starts with that one's data.
+	// Size 0 takes the source's size; a smaller size than the source's is
+	// refused.
+	SnapshotID  string
+	SourceVolID string
 }
 
-func (m *model) createVolume(now time.Time, c caller, r createVolumeReq) volumeView {
+func (m *model) createVolume(now time.Time, c caller, r createVolumeReq) (volumeView, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.tickLocked(now)
+	if err := m.checkVolumeSourceLocked(c, &r); err != nil {
+		return volumeView{}, err
+	}
 	v := &volume{
+		SnapshotID:  r.SnapshotID,
+		SourceVolID: r.SourceVolID,
 		ID:          m.ids.uuid(),
 		Name:        r.Name,
 		Description: r.Description,
@@ -430,7 +445,7 @@ func (m *model) createVolume(now time.Time, c caller, r createVolumeReq) volumeV
 		v.Metadata = map[string]string{}
 	}
 	m.volumes[v.ID] = v
-	return m.viewLocked(v)
+	return m.viewLocked(v), nil
 }
 
 func (m *model) getVolume(now time.Time, c caller, id string) (volumeView, error) {
@@ -531,7 +546,7 @@ func (m *model) deleteVolume(now time.Time, c caller, id string) error {
 	default:
 		return badRequest("%s", msgDeleteInUse)
 	}
-	if len(m.attachmentsOfLocked(id)) > 0 {
+	if len(m.attachmentsOfLocked(id)) > 0 || m.hasSnapshotsLocked(id) {
 		return badRequest("%s", msgDeleteInUse)
 	}
 	v.Status = volDeleting

@@ -40,7 +40,10 @@ func mustStatus(t *testing.T, m *model, c caller, at time.Time, id, want string)
 
 func TestVolumeLifecycleFollowsLatencies(t *testing.T) {
 	m, member, _ := newTestModel(Latencies{Create: 2 * time.Second, Delete: 3 * time.Second, Extend: time.Second})
-	v := m.createVolume(t0, member, createVolumeReq{Size: 1, AZ: "nova"})
+	v, err := m.createVolume(t0, member, createVolumeReq{Size: 1, AZ: "nova"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if v.Status != volCreating || v.UpdatedAt != nil {
 		t.Fatalf("new volume: status %q updated_at %v, want creating and null", v.Status, v.UpdatedAt)
 	}
@@ -76,7 +79,10 @@ func TestVolumeLifecycleFollowsLatencies(t *testing.T) {
 
 func TestAttachmentStatusMachine(t *testing.T) {
 	m, member, admin := newTestModel(Latencies{})
-	v := m.createVolume(t0, member, createVolumeReq{Size: 1})
+	v, err := m.createVolume(t0, member, createVolumeReq{Size: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := t0.Add(time.Second)
 	inst := "11111111-2222-3333-4444-555555555555"
 
@@ -154,7 +160,10 @@ func TestAttachmentStatusMachine(t *testing.T) {
 
 func TestGuardAnswers409WhileNovaHoldsAttachment(t *testing.T) {
 	m, member, admin := newTestModel(Latencies{})
-	v := m.createVolume(t0, member, createVolumeReq{Size: 1})
+	v, err := m.createVolume(t0, member, createVolumeReq{Size: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := t0.Add(time.Second)
 	sv, err := m.addServer(now, &server{Name: "vm", Host: "h1", ProjectID: member.ProjectID, Status: StatusActive})
 	if err != nil {

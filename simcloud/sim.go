@@ -340,6 +340,12 @@ func (s *Sim) BackingFile(volumeID string) string {
 	return filepath.Join(s.stateDir, "volumes", volumeID+".img")
 }
 
+// SnapshotFile is the sparse file that holds a snapshot's bytes (absent
+// when the volume had never been written when the snapshot was taken).
+func (s *Sim) SnapshotFile(snapshotID string) string {
+	return filepath.Join(s.stateDir, "snapshots", snapshotID+".img")
+}
+
 // Faults returns the fault-injection controls.
 func (s *Sim) Faults() *Faults { return s.faults }
 
