@@ -374,19 +374,8 @@ func (d *Driver) create(ctx context.Context, name string, o CreateOptions) (stri
 	if co.AvailabilityZone == "" {
 		co.AvailabilityZone = d.cfg.Identity.AvailabilityZone
 	}
-	if o.Snapshot != "" {
-		if !IsUUID(o.Snapshot) {
-			return "", fmt.Errorf("create %s: snapshot %q: only snapshot ids are supported yet (the snapshot listing is not implemented): %w",
-				name, o.Snapshot, ErrInvalidOption)
-		}
-		co.SnapshotID = o.Snapshot
-	}
-	if o.Source != "" {
-		src, err := d.findVolume(ctx, o.Source)
-		if err != nil {
-			return "", fmt.Errorf("create %s: source: %w", name, err)
-		}
-		co.SourceVolID = src.ID
+	if err := d.setCreateSource(ctx, name, o, &co); err != nil {
+		return "", err
 	}
 	v, err := d.cloud.CreateVolume(ctx, co)
 	if err != nil {
