@@ -5,6 +5,9 @@
 #   2. talk to it over the real OpenStack HTTP APIs: authenticate, create a
 #      Cinder volume, attach it to vm-1 through Nova, find the disk by volume id
 #      in vm-1's dev dir, detach it;
+#   2b. the volume plugin on vm-1: `cinderwarden plugin` serves Docker's
+#      volume protocol; through dockerd when it runs (docker volume create,
+#      two containers writing and reading), else through the plugin socket;
 #   3. the reconciler on a compute host: a second simulator hot-plugs Nova
 #      attachments into a real qemu domain under libvirtd; seed a zombie disk
 #      and a stale Cinder attachment, then `cinderwarden reconcile` dry-run,
@@ -81,6 +84,56 @@ echo "by-id links left in vm-1: $(ls "$VM1_DEV/disk/by-id/" | wc -l)"
 say "the simulator's attach/detach event log"
 jq -c '{time, kind, volume_id, instance_id}' "$DEMO/sim/events.jsonl" 2>/dev/null || cat "$DEMO/sim/events.jsonl"
 
+
+# ---------------------------------------------------------------------------
+# Part 2: the Docker volume plugin on vm-1.
+say "part 2: the volume plugin on vm-1 (identity from the metadata service, disks found by volume id)"
+DRIVER=cinderwarden-demo
+SOCK=/run/docker/plugins/$DRIVER.sock
+mkdir -p /run/docker/plugins "$DEMO/node-1"
+"$BIN" plugin --driver-name "$DRIVER" --socket "$SOCK" \
+  --os-cloud sim --os-client-config-file "$DEMO/sim/clouds.yaml" \
+  --identity-order metadata --metadata-url "$(inst vm-1 metadata_url)" \
+  --dev-root "$VM1_DEV" --mount-root "$DEMO/node-1/mounts" --state-dir "$DEMO/node-1/state" \
+  --default-size 1 --metrics-listen off >"$DEMO/plugin.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
+[ -S "$SOCK" ] || { cat "$DEMO/plugin.log"; exit 1; }
+echo "plugin serving $SOCK"
+plug() { curl -sf --unix-socket "$SOCK" -H 'Content-Type: application/json' "http://plugin/VolumeDriver.$1" -d "$2"; }
+
+if docker version >/dev/null 2>&1; then
+  IMAGE=cinderwarden/busybox:demo
+  if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    need busybox
+    rootfs="$DEMO/rootfs"; mkdir -p "$rootfs/bin" "$rootfs/tmp"  # no /data: Docker would mount once more to copy it up
+    cp "$(command -v busybox)" "$rootfs/bin/busybox"
+    for a in sh cat echo ls; do ln -sf busybox "$rootfs/bin/$a"; done
+    tar -C "$rootfs" -c . | docker import - "$IMAGE" >/dev/null
+  fi
+  say "docker volume create -d $DRIVER -o size=1 demo-data"
+  docker volume rm demo-data >/dev/null 2>&1 || true
+  docker volume create -d "$DRIVER" -o size=1 -o fstype=ext4 demo-data
+  say "one container writes, another reads (the first attach formats the blank disk)"
+  docker run --rm --network none -v demo-data:/data "$IMAGE" sh -c 'echo "hello from $(hostname)" > /data/greeting'
+  docker run --rm --network none -v demo-data:/data "$IMAGE" cat /data/greeting
+  say "docker volume inspect shows what Cinder knows"
+  docker volume inspect demo-data | jq '.[0] | {Name, Driver, Status}'
+  say "docker volume rm deletes the Cinder volume (the plugin created it, so it may)"
+  docker volume rm demo-data
+else
+  say "dockerd is not running: speaking Docker's plugin protocol on the socket directly"
+  plug Create '{"Name":"demo-data","Opts":{"size":"1"}}'; echo
+  MP=$(plug Mount '{"Name":"demo-data","ID":"demo-mount-1"}' | jq -r .Mountpoint)
+  echo "mounted at $MP"; echo hello > "$MP/greeting"; cat "$MP/greeting"
+  plug Get '{"Name":"demo-data"}' | jq -c '.Volume | {Name, Status}'
+  plug Unmount '{"Name":"demo-data","ID":"demo-mount-1"}'; echo
+  plug Remove '{"Name":"demo-data"}'; echo
+fi
+echo; echo "the plugin's log (one line per request):"
+grep 'msg=request' "$DEMO/plugin.log" | sed 's/^time=[^ ]* //' | cut -c1-200
+echo; echo "the simulator's event log, part 2:"
+jq -c '{kind, volume_id, instance_id}' "$DEMO/sim/events.jsonl" | tail -n +3
 
 # ---------------------------------------------------------------------------
 # Part 3: the reconciler on a compute host.
