@@ -15,7 +15,8 @@
 // One listener (default 127.0.0.1:0) serves, under sim.URL():
 //
 //	/identity/v3          Keystone: POST /auth/tokens (password or token), GET /auth/tokens
-//	/volume/v3/<project>  Cinder: volumes, metadata, actions, attachments (3.27/3.44)
+//	/volume/v3/<project>  Cinder: volumes, metadata, actions, attachments (3.27/3.44),
+//	                      snapshots
 //	/noauth/volume/v3/<project>  the same Cinder (same volumes) as a standalone
 //	                      deployment with auth_strategy=noauth, see below
 //	/compute/v2.1         Nova: servers, servers/detail, os-volume_attachments
@@ -63,6 +64,15 @@
 // server's mapping holds the attachment (the guard for bug 2004555);
 // os-force_detach and os-reset_status never call the backends, which is how
 // zombie disks arise.
+//
+// Snapshots move creating → available (Latency.Create) and deleting → gone
+// (Latency.Delete); an in-use volume needs force below 3.66, and a volume
+// with snapshots cannot be deleted. A snapshot copies the volume's backing
+// file to SnapshotFile(id); a volume created with snapshot_id or
+// source_volid (size defaulting to, and at least, the source's) starts
+// with a copy of the snapshot's or the source volume's file. Copies are
+// sparse: a reflink where the filesystem has them, else copy_file_range
+// over the data extents only.
 //
 // # Time and ids
 //
