@@ -275,7 +275,7 @@ func TestDockerPreempt(t *testing.T) {
 			"--mount-root", n.mounts, "--state-dir", filepath.Join(n.dir, "state"),
 			"--default-size", "1", "--max-size", "4", "--attach-timeout", "30s", "--device-timeout", "20s",
 			"--preempt", "off", "--takeover-grace", "1s", "--takeover-watch-interval", "200ms",
-			"--takeover-detach-timeout", "20s", "--sweep-interval", "500ms",
+			"--takeover-detach-timeout", "3s", "--takeover-force-detach", "--sweep-interval", "500ms",
 			"--metrics-listen", "127.0.0.1:0", "--log-level", "debug"}
 		n.start(t)
 		nodes[i] = n
@@ -289,7 +289,13 @@ func TestDockerPreempt(t *testing.T) {
 	if _, err := b.docker.Run(ctx, "volume", "create", "-d", b.driver, vol); err != nil { // adopts the same Cinder volume
 		t.Fatal(err)
 	}
+	removed := false
 	t.Cleanup(func() {
+		if removed {
+			// A lookup of a missing name asks every driver the daemon ever
+			// knew, including vanished ones of other tests: ~15 s each.
+			return
+		}
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 		defer ccancel()
 		for _, n := range []*preemptNode{b, a} {
@@ -435,6 +441,39 @@ func TestDockerPreempt(t *testing.T) {
 	}
 
 	phase("(c) instance shut off")
+
+	// (d) Member credentials, force-detach enabled, and a Nova detach that
+	// never completes: B's takeover fails explaining Cinder's 403, nothing
+	// is force-detached, the volume stays A's. Once Nova's detach goes
+	// through, A's restarted plugin cleans up.
+	hold(a, "cwa4-"+suffix, "a4")
+	sim.Faults().HangNovaDetach(true)
+	a.plugin.kill()
+	_, err = run(b, "cat", "/data/f")
+	if err == nil || !strings.Contains(err.Error(), "403 Forbidden") || !strings.Contains(err.Error(), "needs admin credentials") ||
+		!strings.Contains(err.Error(), "nothing was force-detached") {
+		t.Fatalf("takeover with a hung Nova detach: %v", err)
+	}
+	for _, ev := range sim.Events() {
+		if ev.Kind == simcloud.EventForceDetach {
+			t.Fatalf("force-detached: %+v", ev)
+		}
+	}
+	attachedTo(a.inst.ID)
+	sim.Faults().HangNovaDetach(false)
+	if _, err := cloud.WaitVolume(ctx, id, openstack.DetachedFrom(a.inst.ID)); err != nil {
+		t.Fatal(err)
+	}
+	a.start(t)
+	a.requireNoStaleMount(t, id)
+	if _, err := a.docker.Run(ctx, "rm", "-f", "cwa4-"+suffix); err != nil {
+		t.Fatal(err)
+	}
+	readOn(b, "a4")
+	if got := b.metric(t, `cinderwarden_takeover_steps_total{result="error",step="force_detach"}`); got != "1" {
+		t.Errorf("B's failed force_detach count %s, want 1", got)
+	}
+	phase("(d) hung Nova detach, member credentials")
 	if err := simcloud.CheckExclusive(sim.Events()); err != nil {
 		t.Fatal(err)
 	}
@@ -449,4 +488,6 @@ func TestDockerPreempt(t *testing.T) {
 	if vs, err := cloud.ListVolumes(ctx, openstack.VolumeFilter{Name: vol}); err != nil || len(vs) != 0 {
 		t.Fatalf("after volume rm: %v %v", vs, err)
 	}
+	removed = true
+	phase("volume removed")
 }
