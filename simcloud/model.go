@@ -151,7 +151,6 @@ type model struct {
 	tokenIDs    *idGen // tokens and audit ids, apart so auth does not shift resource ids
 	lat         Latencies
 	taskStates  bool
-	seq         int
 	projects    map[string]*project
 	users       map[string]*user
 	tokens      map[string]*token

@@ -14,13 +14,6 @@ import (
 // starts with a copy of that file. Copies are sparse (reflink, or
 // copy_file_range over the data extents).
 
-func (s *Sim) snapshotLinks(q *request, project, id string) []any {
-	return []any{
-		map[string]any{"href": s.base + q.root + "/v3/" + project + "/snapshots/" + id, "rel": "self"},
-		map[string]any{"href": s.base + q.root + "/" + project + "/snapshots/" + id, "rel": "bookmark"},
-	}
-}
-
 // renderSnapshot is Cinder's snapshot view (the summary and detailed views
 // are the same for snapshots) at the request's microversion.
 func renderSnapshot(q *request, sn snapshot) map[string]any {
