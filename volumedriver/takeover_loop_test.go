@@ -687,3 +687,62 @@ func TestTakeoverForceDetachTagsZombie(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTakeoverCooperativeRelease: A holds the volume with no container (its
+// last Unmount failed: a process outside Docker kept the filesystem busy,
+// and has let go since). B's request is answered by A's watch at once: A
+// unmounts and detaches, B attaches, well within the grace and without
+// Nova detaching anything for B.
+func TestTakeoverCooperativeRelease(t *testing.T) {
+	p := newTwoNodes(t, twoNodesOptions{takeover: TakeoverConfig{Grace: 10 * time.Second}})
+	a, b := p.nodes[0], p.nodes[1]
+	id := p.create(t, "coop1", map[string]string{"preempt": "true"})
+	ma, err := a.drv.Mount(&volume.MountRequest{Name: "coop1", ID: "a1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSync(t, ma.Mountpoint, "from A")
+	busy, err := os.Open(filepath.Join(ma.Mountpoint, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.drv.Unmount(&volume.UnmountRequest{Name: "coop1", ID: "a1"}); !errors.Is(err, hostdisk.ErrBusy) {
+		busy.Close()
+		t.Fatalf("unmount while busy: %v", err)
+	}
+	busy.Close()
+	if vs, ok := a.drv.State().Volume(id); !ok || vs.Phase != PhaseMounted || len(vs.Refs) != 0 {
+		t.Fatalf("A records %+v", vs)
+	}
+	start := time.Now()
+	mb, err := b.drv.Mount(&volume.MountRequest{Name: "coop1", ID: "b1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("handoff took %s: the holder's release was not used", el)
+	}
+	if got := readF(t, mb.Mountpoint); got != "from A" {
+		t.Fatalf("B reads %q", got)
+	}
+	if a.step("released", "ok") != 1 || b.step("nova_detach", "ok")+b.step("nova_detach", "error") != 0 {
+		t.Fatalf("metrics: released %v, nova_detach %v", a.step("released", "ok"), b.step("nova_detach", "ok"))
+	}
+	requireNoMount(t, a, id)
+	v, err := b.cloud.GetVolume(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range requestKeys() {
+		if _, ok := v.Metadata[k]; ok {
+			t.Errorf("request key %s left: %v", k, v.Metadata)
+		}
+	}
+	if v.Metadata[MetaTakeoverReleased] == "" {
+		t.Errorf("no release record: %v", v.Metadata)
+	}
+	if err := b.drv.Unmount(&volume.UnmountRequest{Name: "coop1", ID: "b1"}); err != nil {
+		t.Fatal(err)
+	}
+	requireExclusive(t, p.sim)
+}
