@@ -41,8 +41,12 @@ type Config struct {
 	// Backoff for attach/detach polls (default 20 ms ×1.5 capped at 250 ms;
 	// the by-id device appearing triggers an immediate poll).
 	Backoff openstack.Backoff
-	Logger  *slog.Logger
-	Metrics *Metrics
+	// NoDeviceWake turns off that immediate poll: the attach wait follows
+	// Backoff alone. For comparison benchmarks (a fixed 1 s poll, as
+	// REX-Ray and cinder-csi do); production uses the default (false).
+	NoDeviceWake bool
+	Logger       *slog.Logger
+	Metrics      *Metrics
 }
 
 // StateFileName is the state file's name in the state directory.

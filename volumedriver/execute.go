@@ -115,7 +115,10 @@ func (d *Driver) attach(ctx context.Context, a Action) Event {
 	defer cancel()
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	kick := d.watchDevice(wctx, a.VolumeID)
+	var kick <-chan struct{} // nil (never ready) when the wake-up is off
+	if !d.cfg.NoDeviceWake {
+		kick = d.watchDevice(wctx, a.VolumeID)
+	}
 	p := poller{b: d.cfg.Backoff}
 	requested := false // a Nova attach was sent (by us, or found in flight)
 	var gen uint64     // the fencing token this attach claimed (issue 4)

@@ -34,6 +34,7 @@ type simNodeOptions struct {
 	latency simcloud.Latencies
 	logger  *slog.Logger
 	policy  *OptionPolicy // default: 1 GiB default, 64 GiB max, ext4
+	tune    func(*Config) // changes the Driver's Config before New
 }
 
 func newSimNode(tb testing.TB, o simNodeOptions) *simNode {
@@ -97,9 +98,13 @@ func newSimNode(tb testing.TB, o simNodeOptions) *simNode {
 		policy = *o.policy
 	}
 	n := &simNode{sim: sim, inst: inst, cloud: cloud, root: root, state: filepath.Join(dir, "state")}
-	n.drv, err = New(ctx, Config{Cloud: cloud, Host: host, Identity: id, StateDir: n.state,
+	dcfg := Config{Cloud: cloud, Host: host, Identity: id, StateDir: n.state,
 		Policy:        policy,
-		AttachTimeout: 30 * time.Second, DeviceTimeout: 20 * time.Second, CreateTimeout: 30 * time.Second, Logger: logger})
+		AttachTimeout: 30 * time.Second, DeviceTimeout: 20 * time.Second, CreateTimeout: 30 * time.Second, Logger: logger}
+	if o.tune != nil {
+		o.tune(&dcfg)
+	}
+	n.drv, err = New(ctx, dcfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
