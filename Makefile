@@ -2,6 +2,10 @@
 # scripts/substrate.sh (which .ci/run calls); root-only tests skip loudly
 # without it, and fail when CINDERWARDEN_REQUIRE_SUBSTRATE=1.
 GO       ?= go
+# Build and test with the newest go1.26 patch release (from the Go module
+# proxy): go1.26.8, the machine's own, has standard-library vulnerabilities
+# that govulncheck finds called from our code (fixed in 1.26.9/1.26.10).
+export GOTOOLCHAIN := go1.26.11
 BIN      := bin/cinderwarden
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)

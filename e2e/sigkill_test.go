@@ -210,7 +210,7 @@ func TestKillDuringMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.kill()
-	p = e.startPlugin("")
+	e.startPlugin("") // stopped by the test's cleanup
 	if b, err := os.ReadFile(filepath.Join(mp, "g")); err != nil || string(b) != "kept" {
 		t.Fatalf("a running container's mount was disturbed by the restart: %q %v", b, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -59,6 +60,8 @@ type IdentityConfig struct {
 	CacheFile string
 	// HTTP client for the metadata service (nil: a plain client).
 	HTTP *http.Client
+	// Logger gets what is worth a warning but not a failure (nil: discard).
+	Logger *slog.Logger
 }
 
 // ErrNoIdentity: no source gave this node's instance id.
@@ -119,8 +122,10 @@ func ResolveIdentity(ctx context.Context, c IdentityConfig) (Identity, error) {
 			continue
 		}
 		if c.CacheFile != "" {
-			if err := writeIdentityCache(c.CacheFile, id); err != nil {
-				failures = append(failures, fmt.Sprintf("cache: %v", err)) // not fatal
+			if err := writeIdentityCache(c.CacheFile, id); err != nil && c.Logger != nil {
+				// Not fatal: the cache only helps a later restart when every
+				// source is down.
+				c.Logger.Warn("instance identity: cannot write the cache", "file", c.CacheFile, "err", err)
 			}
 		}
 		return id, nil

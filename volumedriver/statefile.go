@@ -96,10 +96,7 @@ func EncodeState(n NodeState) ([]byte, error) {
 			return nil, fmt.Errorf("encode state: volume %s recorded twice", vols[i].VolumeID)
 		}
 	}
-	if vols == nil {
-		vols = []VolumeState{}
-	}
-	n.Volumes = vols
+	n.Volumes = vols // never nil (make above): the file always says "volumes": []
 	b, err := json.MarshalIndent(n, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode state: %w", err)

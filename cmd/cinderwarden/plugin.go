@@ -210,7 +210,7 @@ func servePlugin(ctx context.Context, c *pluginConfig, log *slog.Logger) error {
 	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	ident, err := volumedriver.ResolveIdentity(ictx, volumedriver.IdentityConfig{
 		Override: c.InstanceID, Order: c.IdentityOrder, ConfigDriveDir: c.ConfigDriveDir,
-		MetadataURL: c.MetadataURL, CacheFile: filepath.Join(c.StateDir, "identity.json"), HTTP: hc,
+		MetadataURL: c.MetadataURL, CacheFile: filepath.Join(c.StateDir, "identity.json"), HTTP: hc, Logger: log,
 	})
 	cancel()
 	if err != nil {

@@ -97,7 +97,7 @@ func parseReconcileFlags(args []string, hostname string, stderr io.Writer) (reco
 	fs.StringVar(&c.output, "output", "table", "output format: table or json")
 	fs.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics on host:port, or \"off\" (default "+defaultMetricsListen+" with --schedule, off with --once)")
 	fs.StringVar(&c.metricsTextfile, "metrics-textfile", "", "also write the metrics to this node_exporter textfile (*.prom, written atomically) after each run")
-	fs.StringVar(&c.scope, "scope", "host", "what to reconcile: host (this compute host's domains); node is reserved for the stale-mount sweep of issue 4")
+	fs.StringVar(&c.scope, "scope", "host", "what to reconcile: host (this compute host's libvirt domains against Nova and Cinder) or node (this Docker host's stale plugin mounts; its own flags: --scope node -h)")
 	fs.DurationVar(&c.detach.Timeout, "detach-timeout", libvirtscan.DefaultDetachTimeout, "per attempt wait for the guest to acknowledge a live detach")
 	fs.IntVar(&c.detach.Attempts, "detach-attempts", libvirtscan.DefaultDetachAttempts, "live detach attempts before the removal is reported pending")
 	fs.DurationVar(&c.retryTimeout, "detach-retry-timeout", reconciler.DefaultRetryTimeout, "a live detach left pending by an earlier run is retried once per run, one attempt of this long")
@@ -134,9 +134,11 @@ func (c reconcileConfig) validate() error {
 	switch c.scope {
 	case "host":
 	case "node":
-		bad("--scope node: not implemented yet (issue 4: the node-wide stale-mount sweep); use --scope host")
+		// Dispatched to the node sweep (sweep.go) before these flags are
+		// parsed; reaching here means it was not.
+		bad("--scope node: the node sweep has its own flags; run cinderwarden reconcile --scope node -h")
 	default:
-		bad("--scope %q: want host (node is reserved for issue 4)", c.scope)
+		bad("--scope %q: want host or node", c.scope)
 	}
 	switch {
 	case c.once && c.schedule != "":

@@ -31,7 +31,7 @@ func TestReconcileFlags(t *testing.T) {
 		{"neither once nor schedule", []string{"--host", "h"}, 2, "give --once"},
 		{"both once and schedule", []string{"--once", "--schedule", "@every 1m"}, 2, "--once and --schedule: give exactly one"},
 		{"bad cron", []string{"--schedule", "every minute"}, 2, `--schedule "every minute": not a cron expression`},
-		{"scope node", append(base, "--scope", "node"), 2, "--scope node: not implemented yet (issue 4"},
+		{"scope node", append(base, "--scope", "node"), 2, "--scope node: the node sweep has its own flags"},
 		{"scope other", append(base, "--scope", "cluster"), 2, `--scope "cluster": want host`},
 		{"output", append(base, "--output", "yaml"), 2, `--output "yaml": want table or json`},
 		{"min sightings", append(base, "--min-sightings", "0"), 2, "--min-sightings 0: want 1 or more"},

@@ -188,7 +188,7 @@ func nodeSweep(ctx context.Context, c nodeSweepConfig, log *slog.Logger) ([]volu
 	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	ident, err := volumedriver.ResolveIdentity(ictx, volumedriver.IdentityConfig{
 		Override: c.instanceID, Order: c.identityOrder, ConfigDriveDir: c.configDriveDir,
-		MetadataURL: c.metadataURL, CacheFile: filepath.Join(c.stateDir, "identity.json"), HTTP: hc,
+		MetadataURL: c.metadataURL, CacheFile: filepath.Join(c.stateDir, "identity.json"), HTTP: hc, Logger: log,
 	})
 	cancel()
 	if err != nil {
