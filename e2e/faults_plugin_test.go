@@ -137,7 +137,7 @@ type faultScene struct {
 	// detachFailed: names whose Unmount failed (a Nova detach may still be
 	// pending): the known bug of TestPluginMountAfterTimedOutDetach.
 	detachFailed map[string]bool
-	errSample map[string]string
+	errSample    map[string]string
 }
 
 func TestPluginUnderFaults(t *testing.T) {
