@@ -131,6 +131,10 @@ func TestHostileObservationsWithoutIDs(t *testing.T) {
 			"cinder: a volume has no id"},
 		{"attachment without id", func(o *Observation) { o.Cinder.Volumes[0].Attachments[0].ID = "" },
 			"cinder: volume " + vol(1) + " has an attachment without an id"},
+		// FuzzPlan found this one: two findings keyed alike, ordered by chance.
+		{"one attachment id on two volumes", func(o *Observation) {
+			o.Cinder.Volumes[1].Attachments[0].ID = o.Cinder.Volumes[0].Attachments[0].ID
+		}, "cinder: attachment " + attID(1) + " is listed on volumes " + vol(1) + " and " + vol(2)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

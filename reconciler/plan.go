@@ -152,11 +152,15 @@ func Plan(obs Observation, mem Memory, pol Policy, now time.Time) Result {
 		}
 	}
 
+	// Keys are unique on any real listing; the tie-breaks keep the output
+	// deterministic even on a broken one (which aborts, but still reports).
 	slices.SortFunc(res.Findings, func(x, y Finding) int {
-		return cmp.Or(cmp.Compare(y.Severity.rank(), x.Severity.rank()), cmp.Compare(x.Class, y.Class), cmp.Compare(x.Key, y.Key))
+		return cmp.Or(cmp.Compare(y.Severity.rank(), x.Severity.rank()), cmp.Compare(x.Class, y.Class), cmp.Compare(x.Key, y.Key),
+			cmp.Compare(x.Volume, y.Volume), cmp.Compare(x.Domain, y.Domain), cmp.Compare(x.Attachment, y.Attachment), cmp.Compare(x.Disk, y.Disk))
 	})
 	slices.SortFunc(res.Actions, func(x, y Action) int {
-		return cmp.Or(cmp.Compare(y.Severity.rank(), x.Severity.rank()), cmp.Compare(x.Class, y.Class), cmp.Compare(x.FindingKey, y.FindingKey))
+		return cmp.Or(cmp.Compare(y.Severity.rank(), x.Severity.rank()), cmp.Compare(x.Class, y.Class), cmp.Compare(x.FindingKey, y.FindingKey),
+			cmp.Compare(x.Kind, y.Kind), cmp.Compare(x.Volume, y.Volume), cmp.Compare(x.Domain, y.Domain), cmp.Compare(x.Attachment, y.Attachment))
 	})
 	res.Memory = next
 	return res
@@ -322,6 +326,19 @@ func missingIDs(obs Observation) []string {
 		if i := slices.IndexFunc(v.Attachments, func(a VolumeAttachment) bool { return a.ID == "" }); i >= 0 {
 			out = append(out, fmt.Sprintf("cinder: volume %s has an attachment without an id", v.ID))
 			break
+		}
+	}
+	// Ids are unique in Cinder. An attachment id on two volumes (or one
+	// volume listed twice with different contents) would key two findings
+	// alike and make an action's target a matter of chance.
+	owner := map[string]string{}
+	for _, v := range obs.Cinder.Volumes {
+		for _, a := range v.Attachments {
+			if prev, ok := owner[a.ID]; ok && prev != v.ID {
+				out = append(out, fmt.Sprintf("cinder: attachment %s is listed on volumes %s and %s", a.ID, min(prev, v.ID), max(prev, v.ID)))
+				return out
+			}
+			owner[a.ID] = v.ID
 		}
 	}
 	return out

@@ -330,7 +330,9 @@ func checkPlan(t *testing.T, obs Observation, mem Memory, pol Policy, now time.T
 		t.Fatalf("Plan modified its observation")
 	}
 	if again := Plan(obs, mem, pol, now); !reflect.DeepEqual(res, again) {
-		t.Fatalf("Plan is not deterministic")
+		a, _ := json.MarshalIndent(res, "", " ")
+		b, _ := json.MarshalIndent(again, "", " ")
+		t.Fatalf("Plan is not deterministic:\n%s\n----\n%s", a, b)
 	}
 	exec := res.Executable()
 	polErr := pol.Validate()
