@@ -56,7 +56,7 @@ func TestDockerdRestart(t *testing.T) {
 		t.Skipf("restarts the machine's dockerd, which breaks docker tests running meanwhile in other packages "+
 			"(go test ./... runs packages in parallel); set %s=1 to run it alone", dockerdRestartEnv)
 	}
-	e, d, ctx := dockerEnv(t)
+	e, d, _ := dockerEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	lr, err := d.Run(ctx, "info", "--format", "{{.LiveRestoreEnabled}}")
