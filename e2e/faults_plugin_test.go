@@ -138,7 +138,13 @@ type faultScene struct {
 	// pending): the known bug of TestPluginMountAfterTimedOutDetach.
 	detachFailed map[string]bool
 	errSample    map[string]string
+	errs         []string       // every Err answered, in order
+	phaseTally   map[string]int // "<phase> ok" / "<phase> err"
 }
+
+// cloudHTTPError matches an OpenStack HTTP error status quoted in an Err
+// (the openstack package writes "<service> <request>: <status> ...").
+var cloudHTTPError = regexp.MustCompile(`: (401|5\d\d) `)
 
 func TestPluginUnderFaults(t *testing.T) {
 	seed, steps := uint64(7), 140
@@ -161,7 +167,7 @@ func TestPluginUnderFaults(t *testing.T) {
 	e.extraArg = []string{"--attach-timeout", "3s", "--device-timeout", "3s", "--sweep-interval", "1s"}
 	s := &faultScene{env: e, ids: map[string]string{}, held: map[string]map[string]bool{},
 		unsure: map[string]map[string]bool{}, tally: map[string]int{}, slowest: map[string]time.Duration{},
-		errSample: map[string]string{}, detachFailed: map[string]bool{},
+		errSample: map[string]string{}, detachFailed: map[string]bool{}, phaseTally: map[string]int{},
 		// Mount: up to three attach bounds and a device bound (look-up,
 		// attach, rollback detach) plus slack; the others one attach bound.
 		bound: 20 * time.Second}
@@ -228,10 +234,21 @@ func TestPluginUnderFaults(t *testing.T) {
 		default:
 			op = "list"
 		}
-		s.step(t, fmt.Sprintf("step %d [%s] %s %s %s", step, kind.name, op, name, mid), op, name, mid)
+		errsBefore := len(s.errs)
+		ok := s.step(t, fmt.Sprintf("step %d [%s] %s %s %s", step, kind.name, op, name, mid), op, name, mid)
+		s.phaseTally[kind.name+map[bool]string{true: " ok", false: " err"}[ok]]++
+		// Slow calls and expiring tokens alone must cost no request: a
+		// failure then is the model's own (no such volume, in use), never
+		// an HTTP error of the cloud (401 of an expired token, 5xx).
+		if (kind.name == "slow" || kind.name == "tokens-expire") && len(s.errs) > errsBefore {
+			if e := s.errs[len(s.errs)-1]; cloudHTTPError.MatchString(e) {
+				t.Errorf("step %d [%s] %s %s: failed with a cloud error although only slowness/expiry was injected: %q", step, kind.name, op, name, e)
+			}
+		}
 	}
 	endPhase()
 	s.settle(t)
+	t.Logf("per phase: %v", s.phaseTally)
 	t.Logf("seed %d, %d steps in %s: %v; slowest answer per op %v; at most %d attachment(s) held by no mount id at a step's end; sample errors: %v",
 		seed, steps, time.Since(start).Round(time.Millisecond), s.tally, s.slowest, s.orphanMax, s.errSample)
 }
@@ -308,6 +325,7 @@ func (s *faultScene) step(t *testing.T, what, op, name, mid string) (ok bool) {
 	} else {
 		s.tally[op+" err"]++
 		s.checkClearError(t, what, op, name, r.code, errText)
+		s.errs = append(s.errs, errText)
 	}
 	switch {
 	case op == "mount" && ok:
