@@ -24,6 +24,10 @@ build:
 # seconds, then the static checks (gofmt, vet, staticcheck, govulncheck).
 test: build
 	$(GO) test -count=1 -timeout 18m ./...
+	# Restarting the shared dockerd or libvirtd would break other packages'
+	# tests running in parallel, so these two run alone, after the rest.
+	CINDERWARDEN_E2E_DOCKERD_RESTART=1 $(GO) test -count=1 -timeout 5m -run '^TestDockerdRestart$$' ./e2e
+	CINDERWARDEN_E2E_LIBVIRTD_RESTART=1 $(GO) test -count=1 -timeout 5m -run '^TestReconcileLibvirtdRestart$$' ./e2e
 	$(GO) test -count=1 -race -short -timeout 10m $(RACE_PKGS)
 	FUZZTIME=5s bash scripts/fuzz.sh
 	bash scripts/lint.sh

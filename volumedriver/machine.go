@@ -448,7 +448,12 @@ func (v *Volume) step(ev Event, rd *Ready) error {
 			s.LastError = ""
 			v.to(PhaseAttaching, rd)
 		case PhaseAttached:
-			v.to(PhaseWaitingDevice, rd)
+			// Attached but unmounted only after a detach that failed or timed
+			// out (Nova may still finish it) or a restart: re-verify through
+			// the idempotent attach, which asks Cinder, rather than trust a
+			// device that may vanish under the new mount.
+			s.AttachmentID, s.Device = "", ""
+			v.to(PhaseAttaching, rd)
 		}
 		// In any other phase an operation is in flight; the mount rides on it.
 		return nil
@@ -650,7 +655,8 @@ func (v *Volume) step(ev Event, rd *Ready) error {
 		s.LastError = err.Error()
 		v.answerReleasing(err, rd)
 		if len(s.Pending) > 0 {
-			v.to(PhaseWaitingDevice, rd)
+			s.AttachmentID, s.Device = "", "" // the detach may still complete: re-verify (see Mount)
+			v.to(PhaseAttaching, rd)
 		} else {
 			v.to(PhaseAttached, rd)
 		}

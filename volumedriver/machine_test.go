@@ -236,17 +236,20 @@ func TestStepTransitions(t *testing.T) {
 			st(PhaseAttached, func(s *VolumeState) {
 				s.Releasing, s.LastError = nil, "volume "+tVol+": detach from this instance: boom; the volume stays attached"
 			}), nil, []rep{uErr("m1", errBoom)}, true},
-		{"detaching/detach failed with a waiting mount uses the disk", st(PhaseDetaching, func(s *VolumeState) { s.Pending = []string{"m2"} }),
+		{"detaching/detach failed with a waiting mount re-verifies the attachment", st(PhaseDetaching, func(s *VolumeState) { s.Pending = []string{"m2"} }),
 			DetachFailed{errBoom},
-			st(PhaseWaitingDevice, func(s *VolumeState) {
+			st(PhaseAttaching, func(s *VolumeState) {
 				s.Pending, s.Releasing, s.LastError = []string{"m2"}, nil, "volume "+tVol+": detach from this instance: boom; the volume stays attached"
-			}), []Action{act(ActWaitDevice)}, []rep{uErr("m1", errBoom)}, true},
+			}), []Action{act(ActAttach)}, []rep{uErr("m1", errBoom)}, true},
 
 		// Attached (steady, not mounted)
-		{"attached/mount finds the device again", st(PhaseAttached), Mount{"m1"},
-			st(PhaseWaitingDevice), []Action{act(ActWaitDevice)}, nil, true},
-		{"attached/recovered ref re-sent waits like any mount", st(PhaseAttached, func(s *VolumeState) { s.Refs = []string{"m1"} }), Mount{"m1"},
-			st(PhaseWaitingDevice), []Action{act(ActWaitDevice)}, nil, true},
+		// Attached but unmounted follows a failed/timed-out detach (Nova may
+		// still finish it) or a restart: a Mount re-verifies with Cinder
+		// instead of trusting a device that may vanish under it.
+		{"attached/mount re-verifies the attachment", st(PhaseAttached), Mount{"m1"},
+			st(PhaseAttaching), []Action{act(ActAttach)}, nil, true},
+		{"attached/recovered ref re-sent re-verifies like any mount", st(PhaseAttached, func(s *VolumeState) { s.Refs = []string{"m1"} }), Mount{"m1"},
+			st(PhaseAttaching), []Action{act(ActAttach)}, nil, true},
 		{"attached/last recovered ref unmounted detaches", st(PhaseAttached, func(s *VolumeState) { s.Refs = []string{"m1"} }), Unmount{"m1"},
 			st(PhaseDetaching), []Action{act(ActDetach)}, nil, true},
 		{"attached/release detaches", st(PhaseAttached), Release{},
