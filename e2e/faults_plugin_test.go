@@ -628,10 +628,6 @@ func keys(m map[string]bool) []string {
 
 func sortedKeys(m map[string]bool) []string { return keys(m) }
 
-// knownBugsEnv runs the tests that reproduce bugs not fixed yet (today: the
-// unbounded hung listing of TestPluginHungListingBounded).
-const knownBugsEnv = "CINDERWARDEN_E2E_KNOWN_BUGS"
-
 // A Mount right after an Unmount whose Nova detach timed out (the detach
 // still pending in Nova) must not succeed on a volume that is about to
 // leave the instance. Found by TestPluginUnderFaults (seed 9): the failed
@@ -677,19 +673,13 @@ func TestPluginMountAfterTimedOutDetach(t *testing.T) {
 	e.post("/VolumeDriver.Unmount", map[string]string{"Name": name, "ID": "m2"})
 }
 
-// A hung Cinder call must not hold a request for minutes. Get and List
-// bound their look-up with a fixed minute (volumedriver/driver.go:587,602)
-// and the openstack client's own bound is 2 minutes (the plugin sets no
-// RequestTimeout: cmd/cinderwarden/plugin.go:225, and has no
-// --request-timeout), so a hung volume listing holds docker volume
-// inspect/ls for a minute. Wanted: an answer within --attach-timeout plus
-// slack.
+// A hung Cinder call must not hold a request for minutes. It used to: the
+// plugin set no bound on one OpenStack request, so a hung volume listing held
+// docker volume inspect/ls for Get/List's whole minute. --request-timeout
+// bounds each call; wanted: an answer within it plus slack.
 func TestPluginHungListingBounded(t *testing.T) {
-	if os.Getenv(knownBugsEnv) == "" {
-		t.Skipf("reproduces an open bug (a hung Cinder listing holds Get/List for 60 s: volumedriver/driver.go:587,602, cmd/cinderwarden/plugin.go:225); set %s=1 to run it (takes ~60 s)", knownBugsEnv)
-	}
 	e := newEnv(t, envOptions{})
-	e.extraArg = []string{"--attach-timeout", "3s", "--device-timeout", "3s"}
+	e.extraArg = []string{"--attach-timeout", "3s", "--device-timeout", "3s", "--request-timeout", "3s"}
 	e.startPlugin("")
 	name := "hl-" + e.suffix
 	e.createVolume(name)
@@ -702,7 +692,7 @@ func TestPluginHungListingBounded(t *testing.T) {
 		took := time.Since(t0)
 		t.Logf("%s with a hung listing: %d %v %v after %s", c.path, code, out, err, took.Round(time.Millisecond))
 		if took > 10*time.Second {
-			t.Errorf("%s answered after %s, want within 10 s (--attach-timeout 3s + slack)", c.path, took.Round(time.Millisecond))
+			t.Errorf("%s answered after %s, want within 10 s (--request-timeout 3s + slack)", c.path, took.Round(time.Millisecond))
 		}
 	}
 }

@@ -45,6 +45,7 @@ type pluginConfig struct {
 	Takeover       volumedriver.TakeoverConfig
 	DeleteUnmanged bool
 	AttachTimeout  time.Duration
+	RequestTimeout time.Duration
 	DeviceTimeout  time.Duration
 	LogFormat      string
 	LogLevel       slog.Level
@@ -78,6 +79,7 @@ func parsePluginFlags(args []string, stderr io.Writer) (*pluginConfig, int, bool
 	fs.BoolVar(&c.DeleteUnmanged, "delete-unmanaged", false, "let docker volume rm delete Cinder volumes the plugin did not create")
 	fs.DurationVar(&c.AttachTimeout, "attach-timeout", 2*time.Minute, "bound on a Nova attach or detach")
 	fs.DurationVar(&c.DeviceTimeout, "device-timeout", time.Minute, "bound on waiting for the attached device to appear (or go)")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 30*time.Second, "bound on one OpenStack API request: a hung Cinder or Nova call fails the operation instead of holding the volume's lock")
 	preempt := registerTakeoverFlags(fs, &c.Takeover)
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -140,6 +142,9 @@ func (c *pluginConfig) Validate(level string) error {
 	}
 	if c.AttachTimeout <= 0 {
 		return fmt.Errorf("--attach-timeout %s: must be positive", c.AttachTimeout)
+	}
+	if c.RequestTimeout <= 0 {
+		return fmt.Errorf("--request-timeout %s: must be positive", c.RequestTimeout)
 	}
 	if c.DeviceTimeout <= 0 {
 		return fmt.Errorf("--device-timeout %s: must be positive", c.DeviceTimeout)
@@ -222,7 +227,7 @@ func servePlugin(ctx context.Context, c *pluginConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	cloud, err := openstack.New(ctx, cfg, openstack.Options{Metrics: om, Logger: log, RequireCompute: true})
+	cloud, err := openstack.New(ctx, cfg, openstack.Options{Metrics: om, Logger: log, RequireCompute: true, RequestTimeout: c.RequestTimeout})
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ func TestTakeoverFlags(t *testing.T) {
 		{[]string{"--takeover-detach-timeout", "-1s"}, "--takeover-detach-timeout -1s: must be positive"},
 		{[]string{"--takeover-watch-interval", "0s"}, "--takeover-watch-interval 0s: must be positive"},
 		{[]string{"--sweep-interval", "0s"}, "--sweep-interval 0s: must be positive"},
+		{[]string{"--request-timeout", "0s"}, "--request-timeout 0s: must be positive"},
 	} {
 		var stderr bytes.Buffer
 		if _, code, ok := parsePluginFlags(tc.args, &stderr); ok || code != 2 || !strings.Contains(stderr.String(), tc.want) {
