@@ -157,3 +157,17 @@ func apiError(service, request string, err error) error {
 	}
 	return e
 }
+
+// Transient reports whether err is worth another try of the same read: a
+// 5xx or unexpected status (ErrServer), or no HTTP answer at all (a dropped
+// connection, a request timeout). A 4xx is an answer and is not transient.
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return errors.Is(err, ErrServer) || ae.StatusCode >= 500
+	}
+	return true
+}

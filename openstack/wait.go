@@ -118,7 +118,7 @@ func DetachedFrom(serverID string) VolumeCondition {
 // than assume either outcome.
 func (c *Client) WaitVolume(ctx context.Context, id string, cond VolumeCondition) (*Volume, error) {
 	var last *Volume
-	var lastErr error
+	var lastErr, lastTransient error
 	polls := 0
 	start := time.Now()
 	err := c.backoff.Poll(ctx, func(ctx context.Context) (bool, error) {
@@ -127,6 +127,13 @@ func (c *Client) WaitVolume(ctx context.Context, id string, cond VolumeCondition
 		if err != nil {
 			if ctx.Err() != nil {
 				return false, nil // the deadline, not the API, ended this poll
+			}
+			if Transient(err) {
+				// One 5xx or dropped connection says nothing about the
+				// volume: keep polling until the caller's deadline.
+				lastTransient = err
+				c.log.Warn("wait volume: poll failed, retrying", "volume", id, "err", err)
+				return false, nil
 			}
 			return false, err
 		}
@@ -149,6 +156,9 @@ func (c *Client) WaitVolume(ctx context.Context, id string, cond VolumeCondition
 		if last != nil {
 			status = fmt.Sprintf("last status %q", last.Status)
 		}
+		if lastTransient != nil {
+			status += fmt.Sprintf(" (last failed poll: %v)", lastTransient)
+		}
 		return last, fmt.Errorf("volume %s: wait: %s after %d polls in %s: %w: %w",
 			id, status, polls, time.Since(start).Round(time.Millisecond), ErrTimeout, ctx.Err())
 	default:
@@ -166,8 +176,8 @@ func (c *Client) WaitVolumeDeleted(ctx context.Context, id string) error {
 			return true, nil
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return false, nil
+			if ctx.Err() != nil || Transient(err) {
+				return false, nil // the deadline, or one failed poll: keep waiting
 			}
 			return false, err
 		}

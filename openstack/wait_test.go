@@ -200,3 +200,62 @@ func TestWaitVolumeDeleted(t *testing.T) {
 		t.Errorf("%d polls, want 3", polls)
 	}
 }
+
+// TestWaitVolumeRidesOutTransientFailures: a 5xx between polls says nothing
+// about the volume, so the wait goes on (the plugin fault suite saw one 503
+// fail a whole Create); a 404 is an answer and ends it.
+func TestWaitVolumeRidesOutTransientFailures(t *testing.T) {
+	fc := newFakeCloud(t)
+	var tmpl map[string]map[string]any
+	if err := json.Unmarshal(fc.body("volume_show_in_use"), &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	polls, gone := 0, false
+	fc.handle("GET "+cinderBase+"/volumes/{id}", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		polls++
+		n, g := polls, gone
+		mu.Unlock()
+		switch {
+		case g:
+			writeJSON(w, http.StatusNotFound, map[string]any{"itemNotFound": map[string]any{"code": 404, "message": "Volume could not be found."}})
+		case n == 2 || n == 3:
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"computeFault": map[string]any{"code": 503, "message": "busy"}})
+		case n < 5:
+			v := map[string]any{}
+			for k, val := range tmpl["volume"] {
+				v[k] = val
+			}
+			v["status"], v["attachments"] = "attaching", []any{}
+			writeJSON(w, http.StatusOK, map[string]any{"volume": v})
+		default:
+			writeJSON(w, http.StatusOK, tmpl)
+		}
+	})
+	c := fc.client()
+	v, err := c.WaitVolume(ctxT(t), volID, AttachedTo(serverID))
+	if err != nil || v.Status != "in-use" {
+		t.Fatalf("WaitVolume through two 503s = %v, %v; want in-use", v, err)
+	}
+	mu.Lock()
+	gone = true
+	mu.Unlock()
+	if _, err := c.WaitVolume(ctxT(t), volID, AttachedTo(serverID)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("WaitVolume on a 404 = %v, want ErrNotFound at once", err)
+	}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{&APIError{StatusCode: 503}, true},
+		{&APIError{StatusCode: 404}, false},
+		{&APIError{StatusCode: 409}, false},
+		{errors.New("dial tcp: connection refused"), true},
+	} {
+		if got := Transient(tc.err); got != tc.want {
+			t.Errorf("Transient(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
