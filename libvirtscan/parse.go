@@ -202,6 +202,11 @@ func ParseDomainBytes(data []byte) (*Definition, error) {
 			var into any
 			switch {
 			case depth == 1:
+				if seenDomain {
+					// A second document after the first: its name would
+					// overwrite the first's and the disks of both mix.
+					return nil, fmt.Errorf("%w: second root element <%s>", ErrBadXML, t.Name.Local)
+				}
 				if t.Name.Local != "domain" {
 					return nil, fmt.Errorf("%w: root element <%s>", ErrBadXML, t.Name.Local)
 				}
