@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -146,6 +148,12 @@ func parseResult(m []string) (Result, bool) {
 	res := Result{Name: name, Procs: procs, N: n, Metrics: map[string]float64{}}
 	for i := 0; i < len(fields); i += 2 {
 		v, err := strconv.ParseFloat(fields[i], 64)
+		if errors.Is(err, strconv.ErrRange) || err == nil && (math.IsNaN(v) || math.IsInf(v, 0)) {
+			// NaN, ±Inf or out of float64's range: not a measurement, and
+			// JSON cannot hold it (WriteJSON would fail and lose the whole
+			// report). The metric is left out; its row says it is missing.
+			continue
+		}
 		if err != nil {
 			return Result{}, false
 		}
