@@ -457,8 +457,13 @@ func (d *Driver) Remove(req *volume.RemoveRequest) (err error) {
 		return fmt.Errorf("volume %s (%s) was not created by cinderwarden (no %s=true metadata): not deleting it; "+
 			"delete it in Cinder, or start the plugin with --delete-unmanaged", v.Name, v.ID, MetaManaged)
 	}
-	if err := d.cloud.DeleteVolume(ctx, v.ID); err != nil {
-		return err
+	// A Remove retried after the plugin died in the deletion wait finds
+	// the volume "deleting": Cinder refuses a second DELETE (400), so only
+	// wait for the one in flight.
+	if v.Status != "deleting" {
+		if err := d.cloud.DeleteVolume(ctx, v.ID); err != nil {
+			return err
+		}
 	}
 	if err := d.cloud.WaitVolumeDeleted(ctx, v.ID); err != nil {
 		return err
