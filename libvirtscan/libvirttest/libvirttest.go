@@ -158,13 +158,7 @@ func FirmwareDomain(t testing.TB, c *libvirtscan.Conn, o FirmwareOptions) Firmwa
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := c.RemoveDomain(ctx, o.UUID); err != nil {
-			t.Errorf("cleanup: remove domain %s: %v", o.Name, err)
-		}
-	})
+	t.Cleanup(func() { removeDomain(t, c, o.UUID, o.Name) })
 	if o.Transient {
 		_, err = c.CreateTransient(ctx, x)
 	} else {
@@ -174,4 +168,27 @@ func FirmwareDomain(t testing.TB, c *libvirtscan.Conn, o FirmwareOptions) Firmwa
 		t.Fatalf("boot firmware domain %s: %v", o.Name, err)
 	}
 	return Firmware{Name: o.Name, UUID: o.UUID, Dir: dir, Root: root}
+}
+
+// removeDomain destroys and undefines a test domain at cleanup. When the
+// test's own connection broke (libvirtd restarted, or "procedure interrupted"
+// under load), it retries once on a fresh connection, so a failed test does
+// not leave a domain behind for every later scan of this libvirtd to report.
+func removeDomain(t testing.TB, c *libvirtscan.Conn, uuid, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.RemoveDomain(ctx, uuid)
+	if err == nil {
+		return
+	}
+	fresh, derr := libvirtscan.Dial(ctx, libvirtscan.Options{URI: c.URI()})
+	if derr != nil {
+		t.Errorf("cleanup: remove domain %s: %v (and a fresh connection failed: %v)", name, err, derr)
+		return
+	}
+	defer fresh.Close()
+	if err2 := fresh.RemoveDomain(ctx, uuid); err2 != nil {
+		t.Errorf("cleanup: remove domain %s: %v; again on a fresh connection: %v", name, err, err2)
+	}
 }

@@ -280,13 +280,7 @@ func LinuxDomain(t testing.TB, c *libvirtscan.Conn) Linux {
 		"Kernel": kernel, "Initrd": initrdPath, "Console": g.Console}); err != nil {
 		t.Fatalf("render domain: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := c.RemoveDomain(ctx, uuid); err != nil {
-			t.Errorf("cleanup: remove domain %s: %v", g.Name, err)
-		}
-	})
+	t.Cleanup(func() { removeDomain(t, c, uuid, g.Name) })
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if _, err := c.DefineDomain(ctx, x.String(), true); err != nil {
