@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	gcopenstack "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/attachments"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/volumeattach"
@@ -24,6 +23,7 @@ import (
 	"github.com/cinderwarden/cinderwarden/reconciler"
 	"github.com/cinderwarden/cinderwarden/simcloud"
 	"github.com/cinderwarden/cinderwarden/simcloud/libvirtcompute"
+	"github.com/cinderwarden/cinderwarden/simcloud/simtest"
 )
 
 const simHost = "compute-1"
@@ -34,27 +34,8 @@ type memberClients struct{ volume, compute *gophercloud.ServiceClient }
 
 func member(t testing.TB, c simcloud.Credentials) memberClients {
 	t.Helper()
-	ctx := context.Background()
-	p, err := gcopenstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
-		IdentityEndpoint: c.AuthURL, Username: c.Username, Password: c.Password,
-		DomainName: c.UserDomainName, AllowReauth: true,
-		Scope: &gophercloud.AuthScope{ProjectName: c.ProjectName, DomainName: c.ProjectDomainName},
-	})
-	if err != nil {
-		t.Fatalf("authenticate %s: %v", c.Username, err)
-	}
-	eo := gophercloud.EndpointOpts{Region: c.Region}
-	vc, err := gcopenstack.NewBlockStorageV3(p, eo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.Microversion = "3.44"
-	cc, err := gcopenstack.NewComputeV2(p, eo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc.Microversion = "2.79"
-	return memberClients{volume: vc, compute: cc}
+	sc := simtest.Connect(t, c, "3.44", "2.79")
+	return memberClients{volume: sc.Volume, compute: sc.Compute}
 }
 
 // adminClient is cinderwarden's own client, configured the way the command

@@ -24,6 +24,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"github.com/cinderwarden/cinderwarden/simcloud"
+	"github.com/cinderwarden/cinderwarden/simcloud/simtest"
 )
 
 // These tests drive the simulator only through gophercloud over HTTP, as
@@ -54,51 +55,13 @@ type clients struct {
 
 func connect(t *testing.T, c simcloud.Credentials, volumeMV string) clients {
 	t.Helper()
-	ctx := context.Background()
-	p, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
-		IdentityEndpoint: c.AuthURL, Username: c.Username, Password: c.Password,
-		DomainName: c.UserDomainName, TenantName: c.ProjectName, AllowReauth: true,
-		Scope: &gophercloud.AuthScope{ProjectName: c.ProjectName, DomainName: c.ProjectDomainName},
-	})
-	if err != nil {
-		t.Fatalf("authenticate %s: %v", c.Username, err)
-	}
-	eo := gophercloud.EndpointOpts{Region: c.Region}
-	vc, err := openstack.NewBlockStorageV3(p, eo)
-	if err != nil {
-		t.Fatalf("catalog: block-storage v3: %v", err)
-	}
-	vc.Microversion = volumeMV
-	cc, err := openstack.NewComputeV2(p, eo)
-	if err != nil {
-		t.Fatalf("catalog: compute: %v", err)
-	}
-	cc.Microversion = "2.79"
-	return clients{provider: p, volume: vc, compute: cc}
+	sc := simtest.Connect(t, c, volumeMV, "2.79")
+	return clients{provider: sc.Provider, volume: sc.Volume, compute: sc.Compute}
 }
 
-// waitVolume polls with short exponential backoff until the volume has
-// status want, failing on a deadline.
 func waitVolume(t *testing.T, c *gophercloud.ServiceClient, id, want string) *volumes.Volume {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	delay := 5 * time.Millisecond
-	for {
-		v, err := volumes.Get(ctx, c, id).Extract()
-		if err != nil {
-			t.Fatalf("get volume %s: %v", id, err)
-		}
-		if v.Status == want {
-			return v
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("volume %s: status %q, want %q: %v", id, v.Status, want, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 200*time.Millisecond)
-	}
+	return simtest.WaitVolume(t, c, id, want)
 }
 
 func createVolume(t *testing.T, c *gophercloud.ServiceClient, name string) *volumes.Volume {

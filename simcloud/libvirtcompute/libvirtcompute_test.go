@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/volumeattach"
 
@@ -17,56 +16,20 @@ import (
 	"github.com/cinderwarden/cinderwarden/libvirtscan/libvirttest"
 	"github.com/cinderwarden/cinderwarden/simcloud"
 	"github.com/cinderwarden/cinderwarden/simcloud/libvirtcompute"
+	"github.com/cinderwarden/cinderwarden/simcloud/simtest"
 )
 
 type clients struct{ volume, compute *gophercloud.ServiceClient }
 
 func connect(t *testing.T, c simcloud.Credentials) clients {
 	t.Helper()
-	ctx := context.Background()
-	p, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
-		IdentityEndpoint: c.AuthURL, Username: c.Username, Password: c.Password,
-		DomainName: c.UserDomainName, AllowReauth: true,
-		Scope: &gophercloud.AuthScope{ProjectName: c.ProjectName, DomainName: c.ProjectDomainName},
-	})
-	if err != nil {
-		t.Fatalf("authenticate %s: %v", c.Username, err)
-	}
-	eo := gophercloud.EndpointOpts{Region: c.Region}
-	vc, err := openstack.NewBlockStorageV3(p, eo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc.Microversion = "3.44"
-	cc, err := openstack.NewComputeV2(p, eo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc.Microversion = "2.79"
-	return clients{volume: vc, compute: cc}
+	sc := simtest.Connect(t, c, "3.44", "2.79")
+	return clients{volume: sc.Volume, compute: sc.Compute}
 }
 
-// waitVolume polls with short exponential backoff until status is want.
 func waitVolume(t *testing.T, c *gophercloud.ServiceClient, id, want string) *volumes.Volume {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	delay := 5 * time.Millisecond
-	for {
-		v, err := volumes.Get(ctx, c, id).Extract()
-		if err != nil {
-			t.Fatalf("get volume %s: %v", id, err)
-		}
-		if v.Status == want {
-			return v
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("volume %s: status %q, want %q: %v", id, v.Status, want, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 200*time.Millisecond)
-	}
+	return simtest.WaitVolume(t, c, id, want)
 }
 
 func forceDetach(c *gophercloud.ServiceClient, volumeID, attachmentID string) error {

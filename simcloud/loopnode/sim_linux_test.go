@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/volumeattach"
 
 	"github.com/cinderwarden/cinderwarden/simcloud"
 	"github.com/cinderwarden/cinderwarden/simcloud/loopnode"
+	"github.com/cinderwarden/cinderwarden/simcloud/simtest"
 )
 
 // TestWithSimulator shows the simulator and loopnode together: a volume
@@ -50,23 +50,8 @@ func TestWithSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m := sim.Member()
-	provider, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
-		IdentityEndpoint: m.AuthURL, Username: m.Username, Password: m.Password,
-		DomainName: m.UserDomainName, TenantID: m.ProjectID,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eo := gophercloud.EndpointOpts{Region: m.Region}
-	cinder, err := openstack.NewBlockStorageV3(provider, eo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nova, err := openstack.NewComputeV2(provider, eo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	member := simtest.Connect(t, sim.Member(), "", "") // base microversions, as a plain tenant
+	cinder, nova := member.Volume, member.Compute
 
 	vol, err := volumes.Create(ctx, cinder, volumes.CreateOpts{Size: 1, Name: "data"}, nil).Extract()
 	if err != nil {
@@ -136,16 +121,9 @@ func TestWithSimulator(t *testing.T) {
 	waitNoDevices(t, n)
 }
 
-// waitVolume waits until Cinder reports the volume in status.
 func waitVolume(t *testing.T, cinder *gophercloud.ServiceClient, id, status string) {
 	t.Helper()
-	waitFor(t, "volume "+id+" "+status, func() (bool, string) {
-		v, err := volumes.Get(t.Context(), cinder, id).Extract()
-		if err != nil {
-			return false, err.Error()
-		}
-		return v.Status == status, "status " + v.Status
-	})
+	simtest.WaitVolume(t, cinder, id, status)
 }
 
 // waitFor polls cond with a short exponential backoff for up to 10 s; cond
